@@ -1,0 +1,5 @@
+import sys
+
+from gptdecoder.cli import main
+
+sys.exit(main())

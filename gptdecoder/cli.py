@@ -1,0 +1,50 @@
+"""``python -m gptdecoder <command>``: one entry point, one module per command.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``; this
+file only wires them up and turns a UserError into one ``error: ...`` line (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Optional, Sequence
+
+from gptdecoder.errors import UserError
+
+# command -> (module implementing it, one-line help)
+COMMANDS = {
+    "train": ("gptdecoder.train", "train a model from a YAML config (same as demo.py)"),
+    "generate": ("gptdecoder.generate", "sample from a trained run (text or task), or chat in a REPL"),
+    "inspect-masks": ("gptdecoder.inspect", "step through attention and loss masks for one example, with checks"),
+    "ablate": ("gptdecoder.ablate", "held-out accuracy with each attention head ablated in turn"),
+    "bench": ("gptdecoder.bench", "run a grid of tasks x model sizes x seeds and tabulate the results"),
+    "export": ("gptdecoder.hf", "export a run to a Hugging Face transformers directory"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gptdecoder", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

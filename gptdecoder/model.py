@@ -1,0 +1,357 @@
+"""A GPT-2-style decoder, written to be read.
+
+One concept per class: CausalSelfAttention, MLP, Block, GPT. Tensor shapes are in
+the comments (B = batch, T = positions, C = d_model, nh = heads, hs = head size).
+Every interesting tensor passes through a named HookPoint (see gptdecoder/hooks.py
+for the table of names and shapes), which is how the attention lab reads and edits
+the model without changing its code.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gptdecoder import hooks as _hooks
+from gptdecoder.hooks import HookPoint
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50257
+    block_size: int = 1024  # longest sequence the model can see (learned positions)
+    n_layer: int = 12
+    n_head: int = 12
+    d_model: int = 768
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm, as GPT-2
+    tie_weights: bool = True  # LM head shares the token embedding matrix, as GPT-2
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model.{name}={value!r}: expected a positive integer")
+        if self.d_model % self.n_head != 0:
+            raise ValueError(
+                f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}: "
+                f"pick d_model as a multiple of n_head (e.g. {self.n_head * max(1, self.d_model // self.n_head)})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"model.dropout={self.dropout!r}: expected a number in [0, 1)")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_head
+
+
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm with a hook on its output (used for ln_final.hook_normalized)."""
+
+    def __init__(self, d_model: int, bias: bool) -> None:
+        super().__init__(d_model, bias=bias)
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hook_normalized(super().forward(x))
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where position t sees only positions <= t.
+
+    Two paths compute the same thing. The fast one calls the fused
+    F.scaled_dot_product_attention; the explicit one materialises scores, masked
+    scores and the pattern so hooks can see (or edit) them. The explicit path is
+    taken only when one of those three hook points has a hook, or when
+    ``self.explicit`` is set.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.d_head = config.d_head
+        self.dropout = config.dropout
+        self.explicit = False
+        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        # mask[i, j] is True where query i may look at key j (j <= i)
+        mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
+        self.register_buffer("causal_mask", mask, persistent=False)
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
+        self.hook_scores, self.hook_masked_scores, self.hook_pattern = HookPoint(), HookPoint(), HookPoint()
+        self.hook_z = HookPoint()
+
+    def needs_pattern(self) -> bool:
+        return bool(self.explicit or self.hook_scores.fns or self.hook_masked_scores.fns or self.hook_pattern.fns)
+
+    def forward(self, x: torch.Tensor, kv_cache: Optional["KVCache"] = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        q = self.hook_q(q.view(B, T, self.n_head, self.d_head))  # (B, T, nh, hs)
+        k = self.hook_k(k.view(B, T, self.n_head, self.d_head))
+        v = self.hook_v(v.view(B, T, self.n_head, self.d_head))
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
+        if kv_cache is not None:
+            k, v = kv_cache.append(layer, k, v)  # (B, nh, T_k, hs): all keys so far
+        T_k = k.size(2)
+        # the T new queries sit at positions T_k - T ... T_k - 1
+        mask = self.causal_mask[T_k - T : T_k, :T_k]  # (T, T_k)
+
+        if self.needs_pattern():
+            scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d_head))  # (B, nh, T, T_k)
+            scores = self.hook_scores(scores)
+            masked = self.hook_masked_scores(scores.masked_fill(~mask, float("-inf")))
+            pattern = self.hook_pattern(F.softmax(masked, dim=-1))  # rows sum to 1
+            z = self.attn_dropout(pattern) @ v  # (B, nh, T, hs)
+        else:
+            dropout = self.dropout if self.training else 0.0
+            if T == T_k:  # no cache: the plain lower-triangular mask
+                z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+            else:  # new queries against cached keys: pass the offset mask explicitly
+                z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+        z = self.hook_z(z.transpose(1, 2))  # (B, T, nh, hs)
+        return self.c_proj(z.reshape(B, T, C))  # (B, T, C)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: C -> mlp_ratio*C -> C with GPT-2's tanh GELU."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        hidden = config.mlp_ratio * config.d_model
+        self.c_fc = nn.Linear(config.d_model, hidden, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")
+        self.c_proj = nn.Linear(hidden, config.d_model, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.hook_pre(self.c_fc(x))  # (B, T, 4C)
+        h = self.hook_post(self.gelu(h))
+        return self.dropout(self.c_proj(h))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.mlp = MLP(config)
+        self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
+        self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
+
+    def forward(self, x: torch.Tensor, kv_cache: Optional["KVCache"] = None, layer: int = 0) -> torch.Tensor:
+        x = self.hook_resid_pre(x)  # (B, T, C)
+        attn_out = self.hook_attn_out(self.resid_dropout(self.attn(self.ln_1(x), kv_cache, layer)))
+        x = self.hook_resid_mid(x + attn_out)
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln_2(x)))
+        return self.hook_resid_post(x + mlp_out)
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, one pair of tensors per layer.
+
+    Pre-allocated to ``max_len`` positions so that each generated token writes one
+    slot instead of concatenating (and copying) the whole history.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> None:
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.d_head)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0  # positions filled (same for every layer after a full forward)
+        self._layer_len = [0] * config.n_layer
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, nh, T, hs) after the cached ones; return all keys and values."""
+        start = self._layer_len[layer]
+        end = start + k.size(2)
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        self._layer_len[layer] = end
+        self.length = end
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+
+class GPT(nn.Module):
+    """Token + position embeddings, n_layer Blocks, a final LayerNorm and the LM head."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embeddings
+        self.wpe = nn.Embedding(config.block_size, config.d_model)  # learned position embeddings
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_final = LayerNorm(config.d_model, bias=config.bias)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
+        self.hook_dict = _hooks.name_hook_points(self)
+
+        # GPT-2 initialisation: N(0, 0.02) everywhere; the projections that write into
+        # the residual stream are scaled by 1/sqrt(2 * n_layer) so its variance does not
+        # grow with depth (each block adds two of them).
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        """Parameter count; by default without position embeddings (as nanoGPT reports)."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wpe.weight.numel()
+        return n
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: Optional[torch.Tensor] = None,
+        loss_mask: Optional[torch.Tensor] = None,
+        kv_cache: Optional[KVCache] = None,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """idx (B, T) token ids -> (logits (B, T, vocab), loss or None).
+
+        ``targets`` (B, T) are the next tokens; positions with target -1 are ignored.
+        ``loss_mask`` (B, T) of 0/1 weights the loss per position (the synthetic tasks
+        set it to 0 over the prompt, so only the answer is learned).
+        With a ``kv_cache`` the T new tokens continue the cached positions.
+        """
+        B, T = idx.shape
+        start = kv_cache.length if kv_cache is not None else 0
+        if start + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {start + T} tokens is longer than model.block_size={self.config.block_size}"
+            )
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        tok_emb = self.hook_embed(self.wte(idx))  # (B, T, C)
+        pos_emb = self.hook_pos_embed(self.wpe(pos)[None])  # (1, T, C)
+        x = self.drop(tok_emb + pos_emb)
+        for i, block in enumerate(self.blocks):
+            x = block(x, kv_cache, i)
+        x = self.ln_final(x)
+        logits = self.lm_head(x)  # (B, T, vocab)
+
+        loss = None
+        if targets is not None:
+            flat_logits, flat_targets = logits.view(-1, logits.size(-1)).float(), targets.reshape(-1)
+            if loss_mask is None:
+                loss = F.cross_entropy(flat_logits, flat_targets, ignore_index=-1)
+            else:
+                per_token = F.cross_entropy(flat_logits, flat_targets, ignore_index=-1, reduction="none")
+                weights = loss_mask.reshape(-1).to(per_token.dtype)
+                loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        do_sample: bool = True,
+        stop_tokens: Optional[Iterable[int]] = None,
+        seed: Optional[int] = None,
+    ) -> torch.Tensor:
+        """Continue each prompt in idx (B, T) by up to max_new_tokens tokens; returns (B, T + n).
+
+        Uses a KV cache: each step feeds only the newest token. Positions are learned
+        and absolute, so once the sequence outgrows block_size the window of the last
+        block_size tokens is re-encoded from scratch each step -- exactly what a
+        full-recompute sampler does, so both give the same tokens for the same seed.
+        Generation stops early once every row has produced one of ``stop_tokens``;
+        rows that stopped earlier are padded with their stop token.
+        """
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens={max_new_tokens}: expected >= 0")
+        if idx.dim() != 2 or idx.size(1) == 0:
+            raise ValueError(f"idx has shape {tuple(idx.shape)}: expected (batch, T) with T >= 1")
+        vocab = self.config.vocab_size
+        if idx.min() < 0 or idx.max() >= vocab:
+            raise ValueError(f"token id out of range [0, {vocab}): min {int(idx.min())}, max {int(idx.max())}")
+        generator = None
+        if seed is not None:
+            generator = torch.Generator(device=idx.device).manual_seed(seed)
+        stop = torch.tensor(sorted(set(stop_tokens or [])), dtype=torch.long, device=idx.device)
+        done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+        block = self.config.block_size
+        param = next(self.parameters())
+        cache: Optional[KVCache] = None
+        for _ in range(max_new_tokens):
+            if cache is not None and idx.size(1) <= block:
+                logits, _ = self(idx[:, -1:], kv_cache=cache)  # one new position
+            else:  # first step, or the window slid: encode the last block_size tokens
+                window = idx[:, -block:]
+                cache = KVCache(self.config, idx.size(0), block, param.device, param.dtype)
+                logits, _ = self(window, kv_cache=cache)
+            next_id = self.sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)
+            if stop.numel():
+                next_id = torch.where(done[:, None], idx[:, -1:], next_id)
+                done |= torch.isin(next_id[:, 0], stop)
+            idx = torch.cat((idx, next_id), dim=1)
+            if stop.numel() and bool(done.all()):
+                break
+        return idx
+
+    @staticmethod
+    def sample_next(
+        logits: torch.Tensor,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        do_sample: bool = True,
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """logits (B, vocab) of the last position -> next ids (B, 1)."""
+        logits = logits.float()
+        if not do_sample:
+            return logits.argmax(dim=-1, keepdim=True)
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature}: expected > 0 (use do_sample=False for greedy)")
+        logits = logits / temperature
+        if top_k is not None:
+            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = F.softmax(logits, dim=-1)
+        if top_p is not None and top_p < 1.0:
+            # nucleus: keep the smallest set of most likely tokens whose mass reaches top_p
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+            sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        return torch.multinomial(probs, num_samples=1, generator=generator)
+
+    # -- the attention lab's entry points (see gptdecoder/hooks.py) --------------------
+
+    def run_with_cache(self, idx: torch.Tensor, names_filter: _hooks.NamesFilter = None, **kwargs):
+        """(logits, cache): activations at the hook points chosen by names_filter, detached."""
+        (logits, _), cache = _hooks.run_with_cache(self, idx, names_filter=names_filter, **kwargs)
+        return logits, cache
+
+    def hooks(self, fwd_hooks):
+        """``with model.hooks(fwd_hooks=[(name, fn)]):`` -- hooks removed on exit, always."""
+        return _hooks.hooks(self.hook_dict, fwd_hooks)
