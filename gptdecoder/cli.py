@@ -19,7 +19,7 @@ COMMANDS = {
     "inspect-masks": ("gptdecoder.inspect", "step through attention and loss masks for one example, with checks"),
     "ablate": ("gptdecoder.ablate", "held-out accuracy with each attention head ablated in turn"),
     "bench": ("gptdecoder.bench", "run a grid of tasks x model sizes x seeds and tabulate the results"),
-    "export": ("gptdecoder.hf", "export a run to a Hugging Face transformers directory"),
+    "export": ("gptdecoder.export", "export a run to a Hugging Face transformers directory"),
 }
 
 
