@@ -173,7 +173,7 @@ class Encoder:
         ``disallowed_special=()``, is encoded as ordinary text.
         """
         allowed = self._special.keys() if allowed_special == "all" else allowed_special
-        allowed = frozenset(allowed) & self._special.keys()
+        allowed = frozenset(allowed).intersection(self._special)
         if disallowed_special == "all":
             disallowed = frozenset(self._special.keys() - allowed)
         else:
