@@ -1,0 +1,217 @@
+"""Capture attention, knock out heads, patch activations -- and the ``ablate`` command.
+
+Everything here is a small function over the hook API of gptdecoder/hooks.py, so it
+reads as "run the model, but at hook point X do Y":
+
+* ``capture_attention`` -- every layer's pattern [batch, head, query, key];
+  ``stack_patterns`` turns the list into one [layer, batch, head, query, key] tensor.
+* ``ablate_heads`` -- run with some heads' outputs (``hook_z``, one slice per head)
+  replaced by zeros or by their mean over a reference batch.
+* ``patch_activations`` -- run a corrupted input but paste in activations from a
+  clean run at one hook point, optionally only at some positions or heads.
+
+``python -m gptdecoder ablate --run DIR`` ablates each head of a trained task model
+in turn and reports held-out accuracy: which heads does the task depend on?
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from gptdecoder.errors import UserError
+
+Cache = Mapping[str, torch.Tensor]
+Head = tuple[int, int]  # (layer, head)
+
+
+def pattern_name(layer: int) -> str:
+    """Hook point name of one layer's attention pattern."""
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def z_name(layer: int) -> str:
+    """Hook point name of one layer's per-head attention output (pattern @ V)."""
+    return f"blocks.{layer}.attn.hook_z"
+
+
+# -- capture ---------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def capture_attention(model: nn.Module, idx: torch.Tensor) -> list[torch.Tensor]:
+    """Attention patterns of every layer for idx (B, T): a list of [B, heads, T, T].
+
+    Only the patterns are kept (not every hook point), so this is cheap enough to call
+    on a batch. The values are the raw softmax output, upper triangle included.
+    """
+    n_layer = model.config.n_layer
+    _, cache = model.run_with_cache(idx, names_filter=[pattern_name(i) for i in range(n_layer)])
+    return patterns_from_cache(cache, n_layer)
+
+
+def patterns_from_cache(cache: Cache, n_layer: Optional[int] = None) -> list[torch.Tensor]:
+    """The per-layer patterns in a cache from ``run_with_cache``, in layer order.
+
+    ``n_layer`` defaults to the number of pattern entries; a missing layer is an error
+    (a silently shorter list would mislabel the layers that follow).
+    """
+    if n_layer is None:
+        n_layer = sum(1 for name in cache if name.endswith("attn.hook_pattern"))
+    missing = [pattern_name(i) for i in range(n_layer) if pattern_name(i) not in cache]
+    if missing or n_layer == 0:
+        raise KeyError(f"cache has no attention pattern for {missing or 'any layer'}; "
+                       "capture with names_filter=lambda n: n.endswith('hook_pattern')")
+    return [cache[pattern_name(i)] for i in range(n_layer)]
+
+
+def stack_patterns(patterns: Union[Sequence[torch.Tensor], Cache]) -> torch.Tensor:
+    """Per-layer patterns (a list, or a cache) -> one tensor [layer, B, heads, T, T]."""
+    if isinstance(patterns, Mapping):
+        patterns = patterns_from_cache(patterns)
+    return torch.stack(list(patterns), dim=0)
+
+
+# -- head ablation -----------------------------------------------------------------------
+
+
+def _heads_by_layer(heads: Iterable[Head]) -> dict[int, list[int]]:
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(int(layer), []).append(int(head))
+    return by_layer
+
+
+@torch.no_grad()
+def mean_head_outputs(model: nn.Module, reference_idx: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Each layer's hook_z averaged over a reference batch: {layer: [T, heads, d_head]}.
+
+    The mean keeps one value per position, because what a head writes usually depends
+    on where it is (for a task, position 3 is always inside the prompt); averaging over
+    positions as well would feed the model something it never saw.
+    """
+    n_layer = model.config.n_layer
+    _, cache = model.run_with_cache(reference_idx, names_filter=[z_name(i) for i in range(n_layer)])
+    return {i: cache[z_name(i)].mean(dim=0) for i in range(n_layer)}
+
+
+def ablation_hooks(
+    heads: Iterable[Head],
+    mode: str = "zero",
+    means: Optional[Mapping[int, torch.Tensor]] = None,
+) -> list[tuple[str, object]]:
+    """Forward hooks that replace the chosen heads' hook_z by zeros or by ``means``.
+
+    hook_z is [B, T, heads, d_head]: one slice per head, before the heads are mixed by
+    c_proj, so it is the natural place to remove exactly one head's contribution.
+    ``mode="mean"`` needs ``means`` from ``mean_head_outputs`` (same sequence length).
+    """
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"mode={mode!r}: expected 'zero' or 'mean'")
+    if mode == "mean" and means is None:
+        raise ValueError("mode='mean' needs means=mean_head_outputs(model, reference_idx)")
+    fwd_hooks = []
+    for layer, layer_heads in _heads_by_layer(heads).items():
+
+        def replace(z: torch.Tensor, hook, layer: int = layer, layer_heads: list[int] = layer_heads) -> torch.Tensor:
+            z = z.clone()  # never edit the tensor in place: other hooks may hold it
+            if mode == "zero":
+                z[:, :, layer_heads] = 0.0
+            else:
+                mean = means[layer]
+                if mean.size(0) != z.size(1):
+                    raise ValueError(
+                        f"mean ablation: reference batch has {mean.size(0)} positions, input has {z.size(1)}"
+                    )
+                z[:, :, layer_heads] = mean[None, :, layer_heads].to(z.dtype)
+            return z
+
+        fwd_hooks.append((z_name(layer), replace))
+    return fwd_hooks
+
+
+@torch.no_grad()
+def ablate_heads(
+    model: nn.Module,
+    idx: torch.Tensor,
+    heads: Iterable[Head],
+    mode: str = "zero",
+    reference_idx: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Logits (B, T, vocab) for idx with the given (layer, head) pairs ablated.
+
+    ``mode="zero"`` sets the heads' outputs to 0; ``mode="mean"`` to their mean over
+    ``reference_idx`` (a batch of inputs like idx), which removes what the head says
+    about *this* input while keeping its average contribution.
+    """
+    means = None
+    if mode == "mean":
+        if reference_idx is None:
+            raise ValueError("mode='mean' needs reference_idx, a batch to average the heads over")
+        means = mean_head_outputs(model, reference_idx)
+    with model.hooks(fwd_hooks=ablation_hooks(heads, mode, means)):
+        logits, _ = model(idx)
+    return logits
+
+
+# -- activation patching -------------------------------------------------------------
+
+
+def _position_and_head_dims(name: str) -> tuple[int, Optional[int]]:
+    """(position dim, head dim or None) of a hook point's activation (see hooks.py table).
+
+    Attention matrices [B, heads, query, key] are patched per query position.
+    """
+    last = name.rsplit(".", 1)[-1]
+    if last in ("hook_scores", "hook_masked_scores", "hook_pattern"):
+        return 2, 1
+    if last in ("hook_q", "hook_k", "hook_v", "hook_z"):
+        return 1, 2
+    return 1, None
+
+
+@torch.no_grad()
+def patch_activations(
+    model: nn.Module,
+    corrupted_idx: torch.Tensor,
+    clean_cache: Cache,
+    hook_name: str,
+    positions: Optional[Sequence[int]] = None,
+    heads: Optional[Sequence[int]] = None,
+) -> torch.Tensor:
+    """Logits of corrupted_idx with ``hook_name`` overwritten from ``clean_cache``.
+
+    ``positions`` (default: all) and ``heads`` (default: all; only for hook points
+    that have a head axis) restrict what is copied. If patching one activation
+    restores the clean answer, that activation carries the information that differs
+    between the two inputs.
+    """
+    if hook_name not in clean_cache:
+        raise KeyError(f"{hook_name!r} is not in the clean cache; capture it with names_filter")
+    clean = clean_cache[hook_name]
+    pos_dim, head_dim = _position_and_head_dims(hook_name)
+    if heads is not None and head_dim is None:
+        raise ValueError(f"{hook_name} has no head axis; patch it without heads=")
+
+    def patch(act: torch.Tensor, hook) -> torch.Tensor:
+        if act.shape != clean.shape:
+            raise ValueError(f"{hook_name}: clean activation {tuple(clean.shape)} vs corrupted {tuple(act.shape)}")
+        take_clean = torch.ones(act.shape, dtype=torch.bool, device=act.device)
+        for dim, chosen in ((pos_dim, positions), (head_dim, heads)):
+            if chosen is None:
+                continue
+            selected = torch.zeros(act.size(dim), dtype=torch.bool, device=act.device)
+            selected[list(chosen)] = True
+            shape = [1] * act.dim()
+            shape[dim] = -1
+            take_clean &= selected.view(shape)  # broadcast along every other axis
+        return torch.where(take_clean, clean.to(act.dtype), act)
+
+    with model.hooks(fwd_hooks=[(hook_name, patch)]):
+        logits, _ = model(corrupted_idx)
+    return logits

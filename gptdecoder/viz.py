@@ -1,0 +1,409 @@
+"""Pictures of attention: matplotlib heatmaps, bertviz views, and an offline HTML viewer.
+
+Every view shows the raw pattern values, the upper triangle included: for a causal
+model it must be exactly 0 there, and hiding it (as some viewers do) would also hide
+a leaking mask. Patterns come from ``gptdecoder.ablate.capture_attention`` or from a
+``run_with_cache`` cache: one [batch, heads, T, T] tensor per layer.
+
+matplotlib runs on the Agg backend, so everything here works on a headless machine.
+
+``python -m gptdecoder.viz --run runs/config --out docs/img`` renders the README's
+pictures from a trained run.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display needed, and figures never pop up
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+Patterns = Union[torch.Tensor, Sequence[torch.Tensor]]  # [L, B, H, T, T] or L x [B, H, T, T]
+
+CMAP = "viridis"  # perceptually uniform, and 0 (dark) is clearly different from small values
+
+
+def as_layer_head_array(patterns: Patterns, batch_index: int = 0) -> np.ndarray:
+    """Patterns of one example as a float array [layer, head, query, key].
+
+    Accepts the list from capture_attention, a stacked [L, B, H, T, T] tensor, or an
+    already unbatched [L, H, T, T] tensor.
+    """
+    if not isinstance(patterns, torch.Tensor):
+        patterns = torch.stack([p.detach() for p in patterns])
+    if patterns.dim() == 5:
+        patterns = patterns[:, batch_index]
+    if patterns.dim() != 4:
+        raise ValueError(f"patterns of shape {tuple(patterns.shape)}: expected [L, B, H, T, T] or [L, H, T, T]")
+    return patterns.detach().float().cpu().numpy()
+
+
+def token_labels(ids: Sequence[int], symbols: Sequence[str]) -> list[str]:
+    """Readable labels for token ids: the task's symbol for each id."""
+    return [symbols[int(i)] for i in ids]
+
+
+def _tick_fontsize(n_labels: int, axis_inches: float) -> float:
+    """A font size at which n_labels tick labels fit along an axis of that length."""
+    return float(np.clip(axis_inches * 72 / max(n_labels, 1) * 0.8, 4, 10))
+
+
+def _draw_boundary(ax, boundary: Optional[int], n: int, both_axes: bool = True) -> None:
+    """Dashed lines between the last prompt token and the first answer token."""
+    if boundary is None or not 0 < boundary < n:
+        return
+    ax.axvline(boundary - 0.5, color="white", linestyle="--", linewidth=1.0)
+    if both_axes:
+        ax.axhline(boundary - 0.5, color="white", linestyle="--", linewidth=1.0)
+
+
+def _cell_text(value: float) -> str:
+    """A weight as short text that never rounds a non-zero value to zero: 0, <.01, .25, 1."""
+    if value == 0.0:
+        return "0"
+    if value < 0.005:
+        return "<.01"
+    return "1" if value >= 0.995 else f"{value:.2f}".lstrip("0")
+
+
+def _label_axes(ax, tokens: Sequence[str], fontsize: float, x: bool = True, y: bool = True) -> None:
+    n = len(tokens)
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(tokens if x else [], rotation=90, fontsize=fontsize)
+    ax.set_yticklabels(tokens if y else [], fontsize=fontsize)
+    ax.tick_params(length=0)
+
+
+def plot_attention_grid(
+    patterns: Patterns,
+    tokens: Sequence[str],
+    boundary: Optional[int] = None,
+    batch_index: int = 0,
+    title: str = "Attention pattern of every layer and head",
+) -> Figure:
+    """One heatmap per (layer, head): rows = layers, columns = heads.
+
+    Each cell [query, key] is the raw softmax weight (shared 0..1 colour scale, so
+    heads compare at a glance). Row i is what token i looks at; dashed lines mark
+    where the answer starts.
+    """
+    arr = as_layer_head_array(patterns, batch_index)
+    n_layer, n_head, T, _ = arr.shape
+    panel = float(np.clip(0.22 * T, 2.2, 4.0))  # inches per heatmap
+    fig, axes = plt.subplots(
+        n_layer, n_head, figsize=(panel * n_head + 1.4, panel * n_layer + 1.0),
+        squeeze=False, constrained_layout=True,
+    )
+    fontsize = _tick_fontsize(T, panel)
+    image = None
+    for layer in range(n_layer):
+        for head in range(n_head):
+            ax = axes[layer, head]
+            image = ax.imshow(arr[layer, head], cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+            _draw_boundary(ax, boundary, T)
+            _label_axes(ax, tokens, fontsize, x=layer == n_layer - 1, y=head == 0)
+            ax.set_title(f"layer {layer}, head {head}", fontsize=10)
+        axes[layer, 0].set_ylabel("query (attends from)", fontsize=9)
+    for head in range(n_head):
+        axes[-1, head].set_xlabel("key (attends to)", fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    fig.suptitle(title + ("  (dashed: prompt | answer)" if boundary else ""), fontsize=12)
+    return fig
+
+
+def plot_head_average(
+    patterns: Patterns,
+    tokens: Sequence[str],
+    layer: int = -1,
+    boundary: Optional[int] = None,
+    batch_index: int = 0,
+) -> Figure:
+    """One layer's pattern averaged over its heads (default: the last block), values written in."""
+    arr = as_layer_head_array(patterns, batch_index)
+    layer = layer % arr.shape[0]
+    mean = arr[layer].mean(axis=0)
+    T = mean.shape[0]
+    size = float(np.clip(0.42 * T, 4.0, 10.0))
+    fig, ax = plt.subplots(figsize=(size + 1.5, size), constrained_layout=True)
+    image = ax.imshow(mean, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+    if T <= 24:  # numbers stay legible up to about this size
+        for q in range(T):
+            for k in range(T):
+                value = mean[q, k]
+                ax.text(k, q, _cell_text(value), ha="center", va="center",
+                        fontsize=_tick_fontsize(T, size) * 0.8, color="white" if value < 0.5 else "black")
+    _draw_boundary(ax, boundary, T)
+    _label_axes(ax, tokens, _tick_fontsize(T, size))
+    ax.set_xlabel("key (attends to)")
+    ax.set_ylabel("query (attends from)")
+    ax.set_title(f"Layer {layer}: attention averaged over {arr.shape[1]} heads")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="mean attention weight")
+    return fig
+
+
+def plot_token_attention(
+    patterns: Patterns,
+    tokens: Sequence[str],
+    position: int,
+    boundary: Optional[int] = None,
+    batch_index: int = 0,
+) -> Figure:
+    """Where one token looks: row ``position`` of every head's pattern, one row per head.
+
+    Keys after ``position`` are shown too (they must be 0 in a causal model).
+    """
+    arr = as_layer_head_array(patterns, batch_index)
+    n_layer, n_head, T, _ = arr.shape
+    position = position % T
+    rows = arr[:, :, position, :].reshape(n_layer * n_head, T)
+    names = [f"L{layer} H{head}" for layer in range(n_layer) for head in range(n_head)]
+    width = float(np.clip(0.4 * T, 5.0, 12.0))
+    fig, ax = plt.subplots(figsize=(width + 1.5, 0.45 * len(names) + 1.8), constrained_layout=True)
+    image = ax.imshow(rows, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    for r in range(rows.shape[0]):
+        for k in range(T):
+            if rows[r, k] >= 0.1:  # write the big weights in; small ones are readable from colour
+                ax.text(k, r, f"{rows[r, k]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if rows[r, k] < 0.5 else "black")
+    ax.set_xticks(range(T))
+    ax.set_xticklabels(tokens, rotation=90, fontsize=_tick_fontsize(T, width))
+    ax.get_xticklabels()[position].set_fontweight("bold")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=9)
+    ax.axvline(position + 0.5, color="red", linewidth=1.0)  # everything right of this is the future
+    if boundary is not None and 0 < boundary < T:
+        ax.axvline(boundary - 0.5, color="white", linestyle="--", linewidth=1.0)
+    ax.set_xlabel("key (attends to); red line: end of what this token may see")
+    ax.set_title(f"Attention from position {position} ({tokens[position]!r}) to every token")
+    fig.colorbar(image, ax=ax, label="attention weight")
+    return fig
+
+
+def plot_answer_distributions(
+    probs: torch.Tensor,
+    symbols: Sequence[str],
+    targets: Sequence[int],
+    positions: Sequence[int],
+) -> Figure:
+    """The predicted distribution at each answer position: rows = positions, columns = vocabulary.
+
+    ``probs`` is [n_answer, vocab] (softmax of the logits at the answer positions).
+    A white box marks the correct token; the title of each row says what the model
+    would pick (argmax) and with which probability.
+    """
+    p = probs.detach().float().cpu().numpy()
+    n, vocab = p.shape
+    width = float(np.clip(0.35 * vocab, 5.0, 14.0))
+    fig, ax = plt.subplots(figsize=(width + 2.5, 0.45 * n + 1.8), constrained_layout=True)
+    image = ax.imshow(p, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+    for row, target in enumerate(targets):
+        ax.add_patch(plt.Rectangle((target - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
+    row_labels = []
+    for row, (pos, target) in enumerate(zip(positions, targets)):
+        pick = int(p[row].argmax())
+        mark = "ok" if pick == target else "WRONG"
+        row_labels.append(f"pos {pos}: want {symbols[target]}, picks {symbols[pick]} ({p[row, pick]:.2f}) {mark}")
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(row_labels, fontsize=8)
+    ax.set_xticks(range(vocab))
+    ax.set_xticklabels(symbols, rotation=90, fontsize=_tick_fontsize(vocab, width))
+    ax.set_xlabel("next token")
+    ax.set_title("Predicted probability at each answer position (white box: correct token)")
+    fig.colorbar(image, ax=ax, label="probability")
+    return fig
+
+
+def plot_head_scores(
+    scores: np.ndarray,
+    title: str,
+    label: str,
+    baseline: Optional[float] = None,
+) -> Figure:
+    """A layer x head heatmap of one number per head (e.g. accuracy with that head ablated).
+
+    Dark cells are the heads that matter (accuracy drops without them); each cell
+    has its value written in, and the title gives the un-ablated ``baseline``.
+    """
+    scores = np.asarray(scores, dtype=float)
+    n_layer, n_head = scores.shape
+    fig, ax = plt.subplots(figsize=(1.1 * n_head + 2.8, 0.8 * n_layer + 1.8), constrained_layout=True)
+    image = ax.imshow(scores, cmap="magma", vmin=0.0, vmax=max(1.0, float(np.nanmax(scores))),
+                      interpolation="nearest", aspect="auto")
+    for layer in range(n_layer):
+        for head in range(n_head):
+            value = scores[layer, head]
+            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=10,
+                    color="white" if value < 0.6 else "black")
+    ax.set_xticks(range(n_head))
+    ax.set_xticklabels([f"head {h}" for h in range(n_head)])
+    ax.set_yticks(range(n_layer))
+    ax.set_yticklabels([f"layer {layer}" for layer in range(n_layer)])
+    ax.set_title(title + (f"\n(no ablation: {baseline:.2f})" if baseline is not None else ""), fontsize=11)
+    fig.colorbar(image, ax=ax, label=label)
+    return fig
+
+
+def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 110) -> Path:
+    """Write a figure (format from the suffix: .png, or .svg on request) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+# -- bertviz ---------------------------------------------------------------------------------
+
+
+def bertviz_attention(patterns: Patterns, batch_index: int = 0) -> tuple[torch.Tensor, ...]:
+    """Our patterns in bertviz's format: a tuple with one [1, heads, T, T] tensor per layer."""
+    arr = as_layer_head_array(patterns, batch_index)
+    return tuple(torch.from_numpy(layer[None].copy()) for layer in arr)
+
+
+def bertviz_html(patterns: Patterns, tokens: Sequence[str], view: str = "head", batch_index: int = 0) -> str:
+    """The HTML snippet of bertviz's ``head_view`` or ``model_view`` for our patterns.
+
+    bertviz loads require.js, d3 and jQuery from a CDN, so the result needs network
+    access to render; ``attention_viewer_html`` is the offline alternative.
+    """
+    from bertviz import head_view, model_view  # imported here: IPython is only needed for bertviz
+
+    views = {"head": head_view, "model": model_view}
+    if view not in views:
+        raise ValueError(f"view={view!r}: expected 'head' or 'model'")
+    result = views[view](bertviz_attention(patterns, batch_index), list(tokens), html_action="return")
+    return result.data
+
+
+def write_bertviz_html(
+    path: Union[str, Path], patterns: Patterns, tokens: Sequence[str], view: str = "head", batch_index: int = 0
+) -> Path:
+    """Write a bertviz view as a standalone HTML page (outside Jupyter); open it in a browser."""
+    body = bertviz_html(patterns, tokens, view, batch_index)
+    page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>bertviz {view} view</title></head>"
+            f"<body>\n{body}\n</body></html>\n")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+# -- our offline viewer ----------------------------------------------------------------------
+
+_VIEWER_TEMPLATE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>__TITLE__</title>
+<style>
+ body { font-family: sans-serif; margin: 1em; }
+ table.attn { border-collapse: collapse; }
+ table.attn td { width: 22px; height: 22px; padding: 0; border: 1px solid #eee; }
+ table.attn th { font-weight: normal; font-size: 12px; padding: 0 3px; }
+ table.attn thead th { writing-mode: vertical-rl; transform: rotate(180deg); }
+ td.boundary { border-left: 2px dashed #c00 !important; }
+ #info { margin: 0.6em 0; font-family: monospace; min-height: 1.3em; }
+</style></head>
+<body>
+<h3>__TITLE__</h3>
+<p>Raw attention weights, upper triangle included (a causal model must show exact zeros there).
+Rows: the token that attends (query); columns: the tokens it attends to (keys).__BOUNDARY_NOTE__</p>
+<label>Layer <select id="layer"></select></label>
+<label>Head <select id="head"></select></label>
+<div id="info">hover a cell to see its weight</div>
+<table class="attn" id="grid"></table>
+<script id="attention-data" type="application/json">__DATA__</script>
+<script>
+const data = JSON.parse(document.getElementById("attention-data").textContent);
+const layerSel = document.getElementById("layer"), headSel = document.getElementById("head");
+const grid = document.getElementById("grid"), info = document.getElementById("info");
+const T = data.tokens.length, nHead = data.patterns[0].length;
+data.patterns.forEach((_, l) => layerSel.add(new Option(l, l)));
+for (let h = 0; h < nHead; h++) headSel.add(new Option(h, h));
+headSel.add(new Option("mean of heads", "mean"));
+
+function matrix() {  // the selected layer's pattern, or its mean over heads
+  const layer = data.patterns[+layerSel.value];
+  if (headSel.value !== "mean") return layer[+headSel.value];
+  return layer[0].map((row, q) => row.map((_, k) => layer.reduce((s, head) => s + head[q][k], 0) / nHead));
+}
+function colour(w) {  // white (0) to dark blue (1); any value above 0 is visibly tinted
+  const t = Math.min(Math.max(w, 0), 1), light = Math.round(255 - 215 * Math.sqrt(t));
+  return `rgb(${light}, ${light}, ${Math.round(255 - 120 * Math.sqrt(t))})`;
+}
+function draw() {
+  const m = matrix();
+  grid.innerHTML = "";
+  const head = grid.createTHead().insertRow();
+  head.appendChild(document.createElement("th"));
+  data.tokens.forEach((tok, k) => { const th = document.createElement("th"); th.textContent = `${k} ${tok}`; head.appendChild(th); });
+  const body = grid.createTBody();
+  m.forEach((row, q) => {
+    const tr = body.insertRow(), th = document.createElement("th");
+    th.textContent = `${q} ${data.tokens[q]}`;
+    tr.appendChild(th);
+    row.forEach((w, k) => {
+      const td = tr.insertCell();
+      td.style.background = colour(w);
+      if (k === data.boundary) td.classList.add("boundary");
+      td.onmouseenter = () => {
+        info.textContent = `query ${q} (${data.tokens[q]}) -> key ${k} (${data.tokens[k]}): ${w}` +
+          (k > q ? "   [future position: should be 0]" : "");
+      };
+    });
+  });
+}
+layerSel.onchange = draw;
+headSel.onchange = draw;
+draw();
+</script>
+</body></html>
+"""
+
+
+def attention_viewer_html(
+    patterns: Patterns,
+    tokens: Sequence[str],
+    title: str = "Attention viewer",
+    boundary: Optional[int] = None,
+    batch_index: int = 0,
+) -> str:
+    """A self-contained HTML page (no network, no CDN) to browse every layer and head.
+
+    The weights are embedded as JSON with 6 significant digits -- significant, not
+    decimal places, so a tiny leak like 3e-9 above the diagonal stays visible.
+    """
+    arr = as_layer_head_array(patterns, batch_index)
+    if arr.shape[-1] != len(tokens):
+        raise ValueError(f"{len(tokens)} tokens for patterns over {arr.shape[-1]} positions")
+    rounded = [[[[float(f"{w:.6g}") for w in row] for row in head] for head in layer] for layer in arr]
+    payload = json.dumps({"tokens": list(tokens), "patterns": rounded, "boundary": boundary})
+    payload = payload.replace("</", "<\\/")  # a token like "</script>" must not end the data block
+    note = " The dashed red line marks where the answer starts." if boundary else ""
+    return (_VIEWER_TEMPLATE.replace("__TITLE__", html.escape(title))
+            .replace("__BOUNDARY_NOTE__", note)
+            .replace("__DATA__", payload))
+
+
+def write_attention_viewer(
+    path: Union[str, Path],
+    patterns: Patterns,
+    tokens: Sequence[str],
+    title: str = "Attention viewer",
+    boundary: Optional[int] = None,
+    batch_index: int = 0,
+) -> Path:
+    """Write ``attention_viewer_html`` to a file; it opens offline in any browser."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(attention_viewer_html(patterns, tokens, title, boundary, batch_index), encoding="utf-8")
+    return path
