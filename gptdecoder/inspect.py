@@ -1,0 +1,301 @@
+"""The mask debugger: ``python -m gptdecoder inspect-masks``.
+
+For one held-out example of the config's task it prints, in order,
+
+1. the alignment table -- position, input token, target token, loss mask: the target
+   is the *next* token, and only answer tokens are scored;
+2. the causal mask (1 = may look);
+3. one head's attention step by step: raw Q.K^T, scaled by 1/sqrt(d_head), masked
+   (-inf above the diagonal), softmax;
+4. checks, each PASS or FAIL with the number behind it. The exit code is 1 if any
+   check fails, so the command doubles as a test.
+
+Two deliberately broken variants show what the checks catch: ``--mask none`` removes
+the causal mask (a hook on hook_masked_scores hands back the unmasked scores captured
+at hook_scores), and ``--loss-mask all`` scores the prompt tokens too.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gptdecoder.errors import UserError
+
+# Logits at positions <= t may differ by float noise at most this much when tokens after
+# t change; a real leak through attention moves them by orders of magnitude more.
+CAUSALITY_TOLERANCE = 1e-5
+ROW_SUM_TOLERANCE = 1e-5
+
+HookList = list[tuple[str, Callable]]
+
+
+@dataclass
+class Check:
+    """One PASS/FAIL line: what was checked, whether it held, and the number that says so."""
+
+    name: str
+    passed: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'}  {self.name}: {self.detail}"
+
+
+# -- the deliberately broken variants ---------------------------------------------------------
+
+
+def no_causal_mask_hooks(n_layer: int) -> HookList:
+    """Hooks that undo the causal mask in every layer (the ``--mask none`` bug).
+
+    hook_scores runs just before hook_masked_scores in the same layer, so the first hook
+    remembers the unmasked scores and the second returns them in place of the masked ones.
+    """
+    unmasked: dict[int, torch.Tensor] = {}
+    fwd_hooks: HookList = []
+    for layer in range(n_layer):
+
+        def remember(scores: torch.Tensor, hook, layer: int = layer) -> None:
+            unmasked[layer] = scores
+
+        def unmask(masked: torch.Tensor, hook, layer: int = layer) -> torch.Tensor:
+            return unmasked[layer]
+
+        fwd_hooks.append((f"blocks.{layer}.attn.hook_scores", remember))
+        fwd_hooks.append((f"blocks.{layer}.attn.hook_masked_scores", unmask))
+    return fwd_hooks
+
+
+def expected_loss_mask(prompt_len: int, n_positions: int) -> list[int]:
+    """1 where the target y[i] is an answer token, i.e. i + 1 >= len(prompt); else 0.
+
+    Written out independently of ``build_example`` so that the check compares two
+    derivations instead of one with itself.
+    """
+    return [1 if i >= prompt_len - 1 else 0 for i in range(n_positions)]
+
+
+# -- printing -----------------------------------------------------------------------------------
+
+
+def _label(tokens: Sequence[str], i: int) -> str:
+    return f"{i}:{tokens[i]}"
+
+
+def format_matrix(matrix: torch.Tensor, tokens: Sequence[str], digits: int = 2) -> str:
+    """A small [T, T] matrix as text, rows and columns labelled position:token; -inf spelled out."""
+    labels = [_label(tokens, i) for i in range(len(tokens))]
+    cells = [[("-inf" if math.isinf(v) and v < 0 else f"{v:.{digits}f}") for v in row] for row in matrix.tolist()]
+    width = max(max(len(c) for row in cells for c in row), max(len(s) for s in labels))
+    row_width = max(len(s) for s in labels)
+    header = " " * row_width + " " + " ".join(s.rjust(width) for s in labels)
+    lines = [header]
+    for label, row in zip(labels, cells):
+        lines.append(label.rjust(row_width) + " " + " ".join(c.rjust(width) for c in row))
+    return "\n".join(lines)
+
+
+def alignment_table(symbols: Sequence[str], x: Sequence[int], y: Sequence[int], loss_mask: Sequence[int]) -> str:
+    """position | input token | target token | loss mask, one row per position."""
+    lines = ["pos  input  target  loss_mask", "---  -----  ------  ---------"]
+    for i, (xi, yi, mi) in enumerate(zip(x, y, loss_mask)):
+        lines.append(f"{i:>3}  {symbols[xi]:>5}  {symbols[yi]:>6}  {mi:>9}" + ("   <- scored" if mi else ""))
+    return "\n".join(lines)
+
+
+def causal_mask_text(T: int, mask_mode: str) -> str:
+    """The mask the model applies: 1 where query i may look at key j."""
+    mask = torch.tril(torch.ones(T, T, dtype=torch.long)) if mask_mode == "causal" else torch.ones(T, T, dtype=torch.long)
+    header = "q\\k " + " ".join(f"{j:>2}" for j in range(T))
+    return "\n".join([header] + [f"{i:>3} " + " ".join(f"{v:>2}" for v in row) for i, row in enumerate(mask.tolist())])
+
+
+# -- the head, step by step ------------------------------------------------------------------
+
+
+@torch.no_grad()
+def head_steps(
+    model: nn.Module, idx: torch.Tensor, layer: int, head: int, fwd_hooks: HookList = ()
+) -> dict[str, torch.Tensor]:
+    """One head's attention for idx (1, T), as four [T, T] matrices in computation order.
+
+    ``Q.K^T`` is recomputed from hook_q / hook_k; the other three are what the model
+    itself produced at hook_scores / hook_masked_scores / hook_pattern (with any
+    ``fwd_hooks`` -- e.g. the broken mask -- in effect).
+    """
+    prefix = f"blocks.{layer}.attn."
+    names = [prefix + n for n in ("hook_q", "hook_k", "hook_scores", "hook_masked_scores", "hook_pattern")]
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        _, cache = model.run_with_cache(idx, names_filter=names)
+    q, k = cache[prefix + "hook_q"][0, :, head], cache[prefix + "hook_k"][0, :, head]  # (T, hs)
+    return {
+        "Q.K^T (raw)": q @ k.T,
+        f"scaled: Q.K^T / sqrt(d_head={q.size(-1)})": cache[prefix + "hook_scores"][0, head],
+        "masked: -inf where key > query": cache[prefix + "hook_masked_scores"][0, head],
+        "softmax: the attention pattern": cache[prefix + "hook_pattern"][0, head],
+    }
+
+
+# -- the checks -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def check_patterns(model: nn.Module, idx: torch.Tensor, fwd_hooks: HookList = ()) -> list[Check]:
+    """Every layer and head: exact zeros above the diagonal, and rows summing to 1."""
+    n_layer = model.config.n_layer
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        _, cache = model.run_with_cache(idx, names_filter=lambda n: n.endswith("attn.hook_pattern"))
+    patterns = torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(n_layer)])  # (L, B, nh, T, T)
+    T = patterns.size(-1)
+    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool))
+    above = patterns[..., future].abs().max().item() if T > 1 else 0.0
+    row_error = (patterns.sum(dim=-1) - 1.0).abs().max().item()
+    return [
+        Check("attention is exactly 0 above the diagonal (every layer, head)", above == 0.0,
+              f"max weight on a future key = {above:.3g}"),
+        Check("every attention row sums to 1", row_error <= ROW_SUM_TOLERANCE,
+              f"max |row sum - 1| = {row_error:.3g} (tolerance {ROW_SUM_TOLERANCE:g})"),
+    ]
+
+
+def check_loss_mask(loss_mask: Sequence[int], prompt_len: int) -> Check:
+    """The loss mask is 1 exactly at the positions whose target is an answer token."""
+    expected = expected_loss_mask(prompt_len, len(loss_mask))
+    wrong = [i for i, (got, want) in enumerate(zip(loss_mask, expected)) if bool(got) != bool(want)]
+    answer = [i for i, w in enumerate(expected) if w]
+    detail = f"answer targets at positions {answer[0]}..{answer[-1]}; mask wrong at {wrong or 'none'}"
+    return Check("loss mask covers exactly the answer positions", not wrong, detail)
+
+
+@torch.no_grad()
+def check_causality(model: nn.Module, idx: torch.Tensor, vocab_size: int, fwd_hooks: HookList = ()) -> Check:
+    """Changing the tokens after position t must leave the logits at positions <= t unchanged.
+
+    All t at once: row t of a batch is idx with every token after t replaced by a
+    different one; the worst difference over t is reported.
+    """
+    x = idx[0]
+    T = x.numel()
+    changed = x.repeat(T, 1)  # row t: tokens after t changed
+    after = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    changed[after] = (changed[after] + 1) % vocab_size
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        base, _ = model(idx)
+        logits, _ = model(changed)
+    visible = ~after  # row t: positions <= t must not have changed
+    diff = (logits - base).abs().amax(dim=-1)[visible]  # max over vocab, at positions <= t
+    worst = diff.max().item()
+    return Check("changing tokens after position t leaves logits at <= t unchanged (all t)",
+                 worst <= CAUSALITY_TOLERANCE,
+                 f"max |logit difference| = {worst:.3g} (tolerance {CAUSALITY_TOLERANCE:g})")
+
+
+def check_gradient(
+    model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor,
+    prompt_len: int, fwd_hooks: HookList = (),
+) -> Check:
+    """No gradient from the loss reaches the logits at prompt positions (their targets are masked).
+
+    Uses the model's own loss (as training does), so this tests the loss path end to end.
+    """
+    model.zero_grad(set_to_none=True)
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        logits, loss = model(idx, targets=targets, loss_mask=loss_mask)
+    logits.retain_grad()
+    loss.backward()
+    prompt_positions = [i for i, w in enumerate(expected_loss_mask(prompt_len, idx.size(1))) if not w]
+    grad = logits.grad[0, prompt_positions].abs().max().item() if prompt_positions else 0.0
+    model.zero_grad(set_to_none=True)
+    return Check("no gradient reaches the logits of masked (prompt) targets", grad == 0.0,
+                 f"max |d loss / d logits| at positions {prompt_positions} = {grad:.3g}")
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", required=True, help="YAML config (its task and model sections are used)")
+    parser.add_argument("--run", help="a trained run directory; default: a freshly initialised model")
+    parser.add_argument("--example", type=int, default=0, help="which held-out example (default 0)")
+    parser.add_argument("--layer", type=int, default=0, help="layer of the head to step through (default 0)")
+    parser.add_argument("--head", type=int, default=0, help="head to step through (default 0)")
+    parser.add_argument("--mask", choices=("causal", "none"), default="causal",
+                        help="'none' removes the causal mask: a deliberate bug the checks must catch")
+    parser.add_argument("--loss-mask", choices=("answer", "all"), default="answer",
+                        help="'all' also scores the prompt tokens: a deliberate bug the checks must catch")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the freshly initialised model")
+
+
+def load_model_and_task(args: argparse.Namespace) -> tuple[nn.Module, object, str]:
+    """(model in eval mode on CPU, task, where the model came from) for the command's arguments."""
+    from gptdecoder.config import gpt_config, load_config
+    from gptdecoder.model import GPT
+    from gptdecoder.tasks import get_task
+
+    if args.run:
+        from gptdecoder.train import load_run
+
+        run = load_run(args.run, device="cpu")
+        return run.model.eval(), run.task, f"trained run {args.run}"
+    config = load_config(args.config)
+    task = get_task(config.task.name, **config.task.params)
+    torch.manual_seed(args.seed)
+    model = GPT(gpt_config(config, task.vocab_size)).eval()
+    return model, task, f"freshly initialised from {args.config} (seed {args.seed}); pass --run DIR for a trained one"
+
+
+# Held-out examples are numbered within this fixed pool, so --example N is the same
+# prompt every time (test_examples returns a seeded sample of this size).
+EXAMPLE_POOL = 256
+
+
+def run(args: argparse.Namespace) -> int:
+    model, task, source = load_model_and_task(args)
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    if not 0 <= args.layer < n_layer:
+        raise UserError(f"--layer {args.layer}: the model has layers 0..{n_layer - 1}")
+    if not 0 <= args.head < n_head:
+        raise UserError(f"--head {args.head}: the model has heads 0..{n_head - 1}")
+    examples = task.test_examples(EXAMPLE_POOL, seed=0)
+    if not 0 <= args.example < len(examples):
+        raise UserError(f"--example {args.example}: there are {len(examples)} held-out examples (0..{len(examples) - 1})")
+
+    from gptdecoder.tasks import build_example
+
+    prompt, answer = examples[args.example]
+    x, y, loss_mask = build_example(prompt, answer)
+    if args.loss_mask == "all":
+        loss_mask = [1] * len(loss_mask)
+    idx, targets = torch.tensor([x]), torch.tensor([y])
+    symbols = task.symbols
+    tokens = [symbols[t] for t in x]
+    broken = no_causal_mask_hooks(n_layer) if args.mask == "none" else []
+
+    print(f"model: {source}")
+    print(f"task: {task.name}, held-out example {args.example}: prompt {task.format(prompt)!r} -> answer {task.format(answer)!r}")
+    if args.mask == "none" or args.loss_mask == "all":
+        print(f"deliberately broken: mask={args.mask}, loss-mask={args.loss_mask} -- the checks below should FAIL")
+    print("\n1. Alignment: the model reads input[i] and is trained to predict target[i] = input[i+1]")
+    print(alignment_table(symbols, x, y, loss_mask))
+    print(f"\n2. Attention mask ({args.mask}): 1 = query row may look at key column")
+    print(causal_mask_text(len(x), args.mask))
+    print(f"\n3. Layer {args.layer}, head {args.head}, step by step (rows: query position:token, columns: key)")
+    for title, matrix in head_steps(model, idx, args.layer, args.head, broken).items():
+        print(f"\n{title}\n{format_matrix(matrix, tokens, digits=3)}")
+
+    checks = check_patterns(model, idx, broken) + [
+        check_loss_mask(loss_mask, len(prompt)),
+        check_causality(model, idx, task.vocab_size, broken),
+        check_gradient(model, idx, targets, torch.tensor([loss_mask]), len(prompt), broken),
+    ]
+    print("\n4. Checks")
+    for check in checks:
+        print(check.line())
+    failed = sum(not c.passed for c in checks)
+    print(f"\n{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0
