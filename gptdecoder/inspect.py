@@ -219,7 +219,8 @@ def check_gradient(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, help="YAML config (its task and model sections are used)")
+    parser.add_argument("-c", "--config", default="config.yaml",
+                        help="YAML config whose task and model are used (default: config.yaml; ignored with --run)")
     parser.add_argument("--run", help="a trained run directory; default: a freshly initialised model")
     parser.add_argument("--example", type=int, default=0, help="which held-out example (default 0)")
     parser.add_argument("--layer", type=int, default=0, help="layer of the head to step through (default 0)")
@@ -241,6 +242,8 @@ def load_model_and_task(args: argparse.Namespace) -> tuple[nn.Module, object, st
         from gptdecoder.train import load_run
 
         run = load_run(args.run, device="cpu")
+        if run.task is None:
+            raise UserError(f"run {args.run!r} was trained on text, not a task: inspect-masks needs a task run")
         return run.model.eval(), run.task, f"trained run {args.run}"
     config = load_config(args.config)
     task = get_task(config.task.name, **config.task.params)
