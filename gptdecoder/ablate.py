@@ -285,7 +285,7 @@ def ablation_rows(baseline: float, scores: torch.Tensor) -> list[dict]:
     """One row per head, most harmful ablation first."""
     rows = [
         {"layer": layer, "head": head, "accuracy": float(scores[layer, head]),
-         "drop": baseline - float(scores[layer, head])}
+         "drop": round(baseline - float(scores[layer, head]), 6) + 0.0}  # + 0.0: no "-0.000"
         for layer in range(scores.size(0)) for head in range(scores.size(1))
     ]
     return sorted(rows, key=lambda r: (-r["drop"], r["layer"], r["head"]))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -407,3 +406,85 @@ def write_attention_viewer(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(attention_viewer_html(patterns, tokens, title, boundary, batch_index), encoding="utf-8")
     return path
+
+
+# -- the README's pictures from a trained run --------------------------------------------------
+
+
+def example_views(model, task, prompt: list[int], answer: list[int]) -> dict:
+    """Everything the pictures of one example need: patterns, labels, boundary, answer probabilities."""
+    from gptdecoder.ablate import capture_attention
+    from gptdecoder.tasks import build_example
+
+    x, y, mask = build_example(prompt, answer)
+    idx = torch.tensor([x])
+    patterns = capture_attention(model, idx)
+    with torch.no_grad():
+        logits, _ = model(idx)
+    answer_positions = [i for i, m in enumerate(mask) if m]
+    return {
+        "patterns": patterns,
+        "tokens": token_labels(x, task.symbols),
+        "boundary": len(prompt),  # x[len(prompt)] is the first answer token the model reads
+        "answer_positions": answer_positions,
+        "targets": [y[i] for i in answer_positions],
+        "probs": logits[0, answer_positions].softmax(dim=-1),
+    }
+
+
+def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example: int = 0,
+                      fmt: str = "png", ablation_examples: int = 500) -> list[Path]:
+    """Render the attention lab's pictures for one held-out example of a trained task run."""
+    from gptdecoder.ablate import encode_examples, head_ablation_scores
+    from gptdecoder.errors import UserError
+    from gptdecoder.train import load_run
+
+    run = load_run(run_dir, device="cpu")
+    if run.task is None:
+        raise UserError(f"run {str(run_dir)!r} was trained on text; these pictures need a task run")
+    model, task = run.model.eval(), run.task
+    examples = task.test_examples(max(ablation_examples, example + 1), seed=0)
+    if not 0 <= example < len(examples):
+        raise UserError(f"--example {example}: there are {len(examples)} held-out examples")
+    prompt, answer = examples[example]
+    views = example_views(model, task, prompt, answer)
+    tokens, boundary, patterns = views["tokens"], views["boundary"], views["patterns"]
+    middle = views["answer_positions"][len(views["answer_positions"]) // 2]
+    out = Path(out)
+    baseline, scores = head_ablation_scores(model, encode_examples(examples))
+    figures = {
+        "attention_all_heads": plot_attention_grid(
+            patterns, tokens, boundary, title=f"{task.name}: attention of every layer and head"),
+        "attention_last_block": plot_head_average(patterns, tokens, layer=-1, boundary=boundary),
+        "attention_from_token": plot_token_attention(patterns, tokens, middle, boundary),
+        "answer_distribution": plot_answer_distributions(
+            views["probs"], task.symbols, views["targets"], views["answer_positions"]),
+        "head_ablation": plot_head_scores(
+            scores.numpy(), f"{task.name}: held-out accuracy with one head zero-ablated",
+            "exact-match accuracy", baseline=baseline),
+    }
+    return [save_figure(fig, out / f"{name}.{fmt}") for name, fig in figures.items()]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m gptdecoder.viz --run DIR --out DIR``: write the pictures, print their paths."""
+    from gptdecoder.errors import UserError
+
+    parser = argparse.ArgumentParser(prog="python -m gptdecoder.viz", description=main.__doc__)
+    parser.add_argument("--run", default="runs/config", help="trained task run (default runs/config)")
+    parser.add_argument("--out", default="docs/img", help="output directory (default docs/img)")
+    parser.add_argument("--example", type=int, default=0, help="which held-out example to draw (default 0)")
+    parser.add_argument("--format", choices=("png", "svg"), default="png")
+    args = parser.parse_args(argv)
+    try:
+        paths = render_run_images(args.run, args.out, args.example, args.format)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
