@@ -65,6 +65,9 @@ def _fix_surrogates(text: str) -> str:
     return text
 
 
+_VISIBLE = {" ": "␣", "\t": "⇥", "\n": "↵", "\r": "␍"}
+
+
 def _display(token: bytes) -> str:
     """A readable label for one token, e.g. for attention-plot axes.
 
@@ -78,9 +81,8 @@ def _display(token: bytes) -> str:
         text = None
     if text is None:
         return "".join(f"<0x{b:02X}>" for b in token)
-    visible = {" ": "␣", "\t": "⇥", "\n": "↵", "\r": "␍"}
     return "".join(
-        visible.get(c) or (c if c.isprintable() else repr(c)[1:-1]) for c in text
+        _VISIBLE.get(c) or (c if c.isprintable() else repr(c)[1:-1]) for c in text
     )
 
 
@@ -289,6 +291,7 @@ class Encoder:
     # -------------------------------------------------------------- decoding
     def decode_bytes(self, ids: Collection[int]) -> bytes:
         """Concatenate the bytes of ``ids`` (may end mid-character)."""
+        ids = list(ids)  # also accepts generators and numpy/torch vectors
         table = self._bytes
         try:
             if ids and min(ids) < 0:

@@ -162,6 +162,7 @@ def write_vocabulary(directory: str | os.PathLike[str], vocabulary: Vocabulary) 
 
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private (0700); a vocabulary is not secret
         (staging / ENCODER_FILE).write_text(json.dumps(ordered), encoding="utf-8")
         (staging / MERGES_FILE).write_text(f"{MERGES_HEADER}\n{merges_text}", encoding="utf-8")
         if target.exists():
