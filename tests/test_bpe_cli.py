@@ -78,3 +78,10 @@ def test_bad_vocab_size_exits_2(tmp_path):
 def test_help(command):
     result = run(command, "--help")
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_package_imports_no_torch_or_gptdecoder():
+    code = "import sys, bpe; bpe.get_encoder(); print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'gptdecoder')))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.stdout.strip() == "[]", result.stderr
