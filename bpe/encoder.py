@@ -10,7 +10,7 @@ Encoding is three steps:
    the line order of ``vocab.bpe``.
 3. **Look up** the id of every resulting token in ``encoder.json``.
 
-Pure Python is about 50x slower per operation than tiktoken's Rust, so the
+Each Python operation costs far more than in tiktoken's Rust, so the
 encoder avoids doing step 2 at all whenever it can (see :meth:`encode_ordinary`).
 """
 
