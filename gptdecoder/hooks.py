@@ -10,7 +10,7 @@ Hook point shapes (B = batch, T = positions, nh = heads, hs = d_head, d = d_mode
 name                               shape                            what
 =================================  ===============================  ==============================
 hook_embed                         [B, T, d]                        token embeddings
-hook_pos_embed                     [B, T, d]  (broadcast B=1)       position embeddings
+hook_pos_embed                     [1, T, d]                        position embeddings (broadcast over B)
 blocks.{i}.hook_resid_pre          [B, T, d]                        residual stream into block i
 blocks.{i}.attn.hook_q/k/v         [B, T, nh, hs]                   queries / keys / values
 blocks.{i}.attn.hook_scores        [B, nh, T_q, T_k]                Q.K^T / sqrt(hs), before the mask
@@ -44,7 +44,13 @@ NamesFilter = Union[None, str, Iterable[str], Callable[[str], bool]]
 
 
 class HookPoint(nn.Module):
-    """Identity layer with a name. Idle (no hooks) it costs one Python call."""
+    """Identity layer with a name; hooks are plain functions kept in ``self.fns``.
+
+    ``__call__`` is overridden to skip nn.Module's call machinery (forward pre/post
+    hooks, tracing checks): an idle hook point then costs one attribute test, which
+    matters because a forward pass goes through ~15 of them per layer. Attach hooks
+    with ``model.hooks(...)``, not ``register_forward_hook``.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,6 +63,9 @@ class HookPoint(nn.Module):
             if out is not None:
                 x = out
         return x
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x) if self.fns else x
 
     def extra_repr(self) -> str:
         return self.name

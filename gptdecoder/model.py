@@ -9,7 +9,9 @@ the model without changing its code.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Optional
 
 import torch
@@ -42,8 +44,11 @@ class GPTConfig:
                 f"model.d_model={self.d_model} is not divisible by model.n_head={self.n_head}: "
                 f"pick d_model as a multiple of n_head (e.g. {self.n_head * max(1, self.d_model // self.n_head)})"
             )
-        if not 0.0 <= self.dropout < 1.0:
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout={self.dropout!r}: expected a number in [0, 1)")
+        for name in ("bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"model.{name}={getattr(self, name)!r}: expected true or false")
 
     @property
     def d_head(self) -> int:
@@ -100,20 +105,23 @@ class CausalSelfAttention(nn.Module):
         if kv_cache is not None:
             k, v = kv_cache.append(layer, k, v)  # (B, nh, T_k, hs): all keys so far
         T_k = k.size(2)
-        # the T new queries sit at positions T_k - T ... T_k - 1
-        mask = self.causal_mask[T_k - T : T_k, :T_k]  # (T, T_k)
 
         if self.needs_pattern():
+            # the T new queries sit at positions T_k - T ... T_k - 1
+            mask = self.causal_mask[T_k - T : T_k, :T_k]  # (T, T_k)
             scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d_head))  # (B, nh, T, T_k)
             scores = self.hook_scores(scores)
             masked = self.hook_masked_scores(scores.masked_fill(~mask, float("-inf")))
-            pattern = self.hook_pattern(F.softmax(masked, dim=-1))  # rows sum to 1
+            pattern = self.hook_pattern(F.softmax(masked, dim=-1))  # rows sum to 1, 0 above diagonal
             z = self.attn_dropout(pattern) @ v  # (B, nh, T, hs)
         else:
             dropout = self.dropout if self.training else 0.0
-            if T == T_k:  # no cache: the plain lower-triangular mask
+            if T == T_k:  # no cached keys: the plain lower-triangular mask
                 z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-            else:  # new queries against cached keys: pass the offset mask explicitly
+            elif T == 1:  # one new token (generation): it may look at every key, no mask
+                z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            else:  # several new queries against cached keys: pass the offset mask explicitly
+                mask = self.causal_mask[T_k - T : T_k, :T_k]  # (T, T_k)
                 z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
         z = self.hook_z(z.transpose(1, 2))  # (B, T, nh, hs)
@@ -163,25 +171,41 @@ class KVCache:
     """Keys and values of the positions seen so far, one pair of tensors per layer.
 
     Pre-allocated to ``max_len`` positions so that each generated token writes one
-    slot instead of concatenating (and copying) the whole history.
+    slot instead of concatenating (and copying) the whole history. With ``dtype=None``
+    a layer's buffers take the dtype of the first keys stored (bf16 under autocast),
+    so the cache never converts on every step.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype) -> None:
-        shape = (config.n_layer, batch_size, config.n_head, max_len, config.d_head)
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
+    def __init__(
+        self,
+        config: GPTConfig,
+        batch_size: int,
+        max_len: int,
+        device: Optional[torch.device | str] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        self.shape = (batch_size, config.n_head, max_len, config.d_head)  # per layer
+        self.device, self.dtype = device, dtype
+        self.k: list[Optional[torch.Tensor]] = [None] * config.n_layer  # layer -> (B, nh, max_len, hs)
+        self.v: list[Optional[torch.Tensor]] = [None] * config.n_layer
         self.length = 0  # positions filled (same for every layer after a full forward)
         self._layer_len = [0] * config.n_layer
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, nh, T, hs) after the cached ones; return all keys and values."""
+        """Store k, v (B, nh, T, hs) after the cached ones; return all keys and values so far."""
+        if self.k[layer] is None:
+            device, dtype = self.device or k.device, self.dtype or k.dtype
+            self.k[layer] = torch.empty(self.shape, device=device, dtype=dtype)
+            self.v[layer] = torch.empty(self.shape, device=device, dtype=dtype)
         start = self._layer_len[layer]
         end = start + k.size(2)
-        self.k[layer, :, :, start:end] = k
-        self.v[layer, :, :, start:end] = v
+        if end > self.shape[2]:
+            raise ValueError(f"KVCache holds {self.shape[2]} positions; {end} requested")
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
         self._layer_len[layer] = end
         self.length = end
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, nh, end, hs)
 
 
 class GPT(nn.Module):
@@ -243,11 +267,17 @@ class GPT(nn.Module):
         start = kv_cache.length if kv_cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(
-                f"sequence of {start + T} tokens is longer than model.block_size={self.config.block_size}"
+                f"sequence of {start + T} tokens is longer than model.block_size={self.config.block_size}: "
+                f"crop the input to its last {self.config.block_size} tokens"
             )
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        lo, hi = torch.aminmax(idx)  # one cheap reduction; an out-of-range id would otherwise
+        if lo < 0 or hi >= self.config.vocab_size:  # fail deep inside the embedding lookup
+            raise ValueError(
+                f"token ids must be in [0, {self.config.vocab_size}) (model.vocab_size); got min {int(lo)}, max {int(hi)}"
+            )
         tok_emb = self.hook_embed(self.wte(idx))  # (B, T, C)
-        pos_emb = self.hook_pos_embed(self.wpe(pos)[None])  # (1, T, C)
+        # positions start ... start+T-1 are consecutive rows: a slice, no index lookup needed
+        pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T][None])  # (1, T, C)
         x = self.drop(tok_emb + pos_emb)
         for i, block in enumerate(self.blocks):
             x = block(x, kv_cache, i)
@@ -265,7 +295,7 @@ class GPT(nn.Module):
                 loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
         return logits, loss
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self,
         idx: torch.Tensor,
@@ -285,6 +315,7 @@ class GPT(nn.Module):
         full-recompute sampler does, so both give the same tokens for the same seed.
         Generation stops early once every row has produced one of ``stop_tokens``;
         rows that stopped earlier are padded with their stop token.
+        Dropout is active if the model is in training mode: call ``model.eval()`` first.
         """
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens}: expected >= 0")
@@ -292,30 +323,34 @@ class GPT(nn.Module):
             raise ValueError(f"idx has shape {tuple(idx.shape)}: expected (batch, T) with T >= 1")
         vocab = self.config.vocab_size
         if idx.min() < 0 or idx.max() >= vocab:
-            raise ValueError(f"token id out of range [0, {vocab}): min {int(idx.min())}, max {int(idx.max())}")
+            raise ValueError(f"token ids must be in [0, {vocab}); got min {int(idx.min())}, max {int(idx.max())}")
         generator = None
         if seed is not None:
             generator = torch.Generator(device=idx.device).manual_seed(seed)
         stop = torch.tensor(sorted(set(stop_tokens or [])), dtype=torch.long, device=idx.device)
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-        block = self.config.block_size
-        param = next(self.parameters())
+        B, T, block = idx.size(0), idx.size(1), self.config.block_size
+        # one output buffer, filled left to right: no torch.cat (and copy) per token
+        out = idx.new_empty((B, T + max_new_tokens))  # (B, T + max_new_tokens)
+        out[:, :T] = idx
+        n = T  # tokens in out so far
         cache: Optional[KVCache] = None
         for _ in range(max_new_tokens):
-            if cache is not None and idx.size(1) <= block:
-                logits, _ = self(idx[:, -1:], kv_cache=cache)  # one new position
+            if cache is not None and n <= block:
+                logits, _ = self(out[:, n - 1 : n], kv_cache=cache)  # one new position
             else:  # first step, or the window slid: encode the last block_size tokens
-                window = idx[:, -block:]
-                cache = KVCache(self.config, idx.size(0), block, param.device, param.dtype)
+                window = out[:, max(0, n - block) : n]
+                cache = KVCache(self.config, B, block)
                 logits, _ = self(window, kv_cache=cache)
-            next_id = self.sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)
-            if stop.numel():
-                next_id = torch.where(done[:, None], idx[:, -1:], next_id)
+            next_id = self.sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)  # (B, 1)
+            if stop.numel():  # rows already done repeat their stop token
+                next_id = torch.where(done[:, None], out[:, n - 1 : n], next_id)
                 done |= torch.isin(next_id[:, 0], stop)
-            idx = torch.cat((idx, next_id), dim=1)
+            out[:, n : n + 1] = next_id
+            n += 1
             if stop.numel() and bool(done.all()):
                 break
-        return idx
+        return out[:, :n]
 
     @staticmethod
     def sample_next(
@@ -332,6 +367,10 @@ class GPT(nn.Module):
             return logits.argmax(dim=-1, keepdim=True)
         if temperature <= 0:
             raise ValueError(f"temperature={temperature}: expected > 0 (use do_sample=False for greedy)")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k={top_k}: expected >= 1 (or None for no limit)")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p={top_p}: expected a number in (0, 1] (or None)")
         logits = logits / temperature
         if top_k is not None:
             kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
@@ -344,6 +383,21 @@ class GPT(nn.Module):
             sorted_probs = sorted_probs.masked_fill(outside, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
         return torch.multinomial(probs, num_samples=1, generator=generator)
+
+    # -- Hugging Face GPT-2 interop (see gptdecoder/hf.py) -------------------------------
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "GPT":
+        """Load a local Hugging Face GPT-2 checkpoint directory (no network)."""
+        from gptdecoder import hf  # hf imports this module, so import it lazily
+
+        return hf.from_pretrained(directory)
+
+    def save_pretrained(self, directory: str | os.PathLike, eos_token_id: Optional[int] = None) -> Path:
+        """Write a directory that ``transformers.AutoModelForCausalLM.from_pretrained`` loads."""
+        from gptdecoder import hf
+
+        return hf.save_pretrained(self, directory, eos_token_id=eos_token_id)
 
     # -- the attention lab's entry points (see gptdecoder/hooks.py) --------------------
 

@@ -1,0 +1,120 @@
+"""GPT-2 interop: our model and transformers' GPT2LMHeadModel load each other's weights."""
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from gptdecoder.errors import UserError
+from gptdecoder.model import GPT, GPTConfig
+
+
+def tiny_hf(seed: int = 0, **overrides) -> "transformers.GPT2LMHeadModel":
+    kwargs = dict(vocab_size=61, n_positions=24, n_embd=30, n_layer=2, n_head=3,
+                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None)
+    kwargs.update(overrides)
+    torch.manual_seed(seed)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**kwargs)).eval()
+    with torch.no_grad():  # HF zero-initialises biases and LayerNorms: randomise so a mix-up shows
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.mark.parametrize(
+    "shape, weights",
+    [
+        (dict(n_head=3, n_embd=30), "safetensors"),
+        (dict(n_head=5, n_embd=40, n_layer=3), "safetensors"),
+        (dict(n_head=1, n_embd=16, n_inner=48), "safetensors"),
+        (dict(n_head=3, n_embd=30), "bin"),
+    ],
+)
+def test_from_pretrained_matches_transformers(tmp_path, shape, weights):
+    hf_model = tiny_hf(**shape)
+    hf_model.save_pretrained(tmp_path)
+    if weights == "bin":  # the older format (transformers 5 no longer writes it): same tensors, torch.save
+        torch.save(hf_model.state_dict(), tmp_path / "pytorch_model.bin")
+        (tmp_path / "model.safetensors").unlink()
+    model = GPT.from_pretrained(tmp_path).eval()
+    assert model.config.n_head == shape["n_head"] and model.config.d_model == shape["n_embd"]
+    idx = torch.randint(0, 61, (3, 24))
+    with torch.no_grad():
+        expected = hf_model(idx).logits
+        logits, _ = model(idx)
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("bias, tie", [(True, True), (False, True), (True, False)])
+def test_save_pretrained_loads_in_transformers(tmp_path, bias, tie):
+    torch.manual_seed(1)
+    config = GPTConfig(vocab_size=53, block_size=20, n_layer=2, n_head=5, d_model=40, bias=bias, tie_weights=tie)
+    model = GPT(config).eval()
+    out = tmp_path / "export"
+    model.save_pretrained(out)
+    hf_config = json.loads((out / "config.json").read_text())
+    assert hf_config["architectures"] == ["GPT2LMHeadModel"] and hf_config["model_type"] == "gpt2"
+    assert (out / "model.safetensors").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp dir renamed away
+
+    hf_model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    assert type(hf_model).__name__ == "GPT2LMHeadModel"
+    if tie:
+        assert hf_model.lm_head.weight.data_ptr() == hf_model.transformer.wte.weight.data_ptr()
+    idx = torch.randint(0, 53, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx)[0], hf_model(idx).logits, atol=1e-4, rtol=0)
+        prompt = idx[:, :4]
+        ours = model.generate(prompt, 12, do_sample=False)
+        theirs = hf_model.generate(prompt, max_new_tokens=12, min_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours, theirs)
+
+    # and back: our round trip restores the same config (bias=False included) and logits
+    again = GPT.from_pretrained(out).eval()
+    assert again.config == config
+    with torch.no_grad():
+        torch.testing.assert_close(again(idx)[0], model(idx)[0], atol=0, rtol=0)
+
+
+def test_save_pretrained_replaces_an_old_export_but_not_other_directories(tmp_path):
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8))
+    model.save_pretrained(tmp_path / "out")
+    model.save_pretrained(tmp_path / "out")  # replacing a previous export is fine
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="refusing to overwrite"):
+        model.save_pretrained(tmp_path / "data")
+    assert (tmp_path / "data" / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(activation_function="relu"), "activation_function"),
+        (dict(layer_norm_epsilon=1e-6), "layer_norm_epsilon"),
+        (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
+        (dict(n_inner=50), "n_inner"),
+        (dict(model_type="llama"), "model_type"),
+    ],
+)
+def test_unsupported_configs_are_rejected_clearly(tmp_path, override, message):
+    config = transformers.GPT2Config(n_embd=30, n_head=3).to_dict()  # the config is checked before any weights
+    config.update(override)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=message):
+        GPT.from_pretrained(tmp_path)
+
+
+def test_missing_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="config.json"):
+        GPT.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="model.safetensors"):
+        GPT.from_pretrained(tmp_path)
