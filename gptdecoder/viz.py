@@ -5,7 +5,9 @@ model it must be exactly 0 there, and hiding it (as some viewers do) would also 
 a leaking mask. Patterns come from ``gptdecoder.ablate.capture_attention`` or from a
 ``run_with_cache`` cache: one [batch, heads, T, T] tensor per layer.
 
-matplotlib runs on the Agg backend, so everything here works on a headless machine.
+Figures are built with matplotlib's object API (``Figure()``, never pyplot), so no
+display or GUI backend is involved: everything works on a headless machine, and a
+notebook's own backend is left alone. ``save_figure`` renders with Agg.
 
 ``python -m gptdecoder.viz --run runs/config --out docs/img`` renders the README's
 pictures from a trained run.
@@ -19,13 +21,10 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: no display needed, and figures never pop up
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 Patterns = Union[torch.Tensor, Sequence[torch.Tensor]]  # [L, B, H, T, T] or L x [B, H, T, T]
 
@@ -100,10 +99,8 @@ def plot_attention_grid(
     arr = as_layer_head_array(patterns, batch_index)
     n_layer, n_head, T, _ = arr.shape
     panel = float(np.clip(0.22 * T, 2.2, 4.0))  # inches per heatmap
-    fig, axes = plt.subplots(
-        n_layer, n_head, figsize=(panel * n_head + 1.4, panel * n_layer + 1.0),
-        squeeze=False, constrained_layout=True,
-    )
+    fig = Figure(figsize=(panel * n_head + 1.4, panel * n_layer + 1.0), layout="constrained")
+    axes = fig.subplots(n_layer, n_head, squeeze=False)
     fontsize = _tick_fontsize(T, panel)
     image = None
     for layer in range(n_layer):
@@ -134,7 +131,8 @@ def plot_head_average(
     mean = arr[layer].mean(axis=0)
     T = mean.shape[0]
     size = float(np.clip(0.42 * T, 4.0, 10.0))
-    fig, ax = plt.subplots(figsize=(size + 1.5, size), constrained_layout=True)
+    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    ax = fig.subplots()
     image = ax.imshow(mean, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
     if T <= 24:  # numbers stay legible up to about this size
         for q in range(T):
@@ -168,7 +166,8 @@ def plot_token_attention(
     rows = arr[:, :, position, :].reshape(n_layer * n_head, T)
     names = [f"L{layer} H{head}" for layer in range(n_layer) for head in range(n_head)]
     width = float(np.clip(0.4 * T, 5.0, 12.0))
-    fig, ax = plt.subplots(figsize=(width + 1.5, 0.45 * len(names) + 1.8), constrained_layout=True)
+    fig = Figure(figsize=(width + 1.5, 0.45 * len(names) + 1.8), layout="constrained")
+    ax = fig.subplots()
     image = ax.imshow(rows, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     for r in range(rows.shape[0]):
         for k in range(T):
@@ -204,10 +203,11 @@ def plot_answer_distributions(
     p = probs.detach().float().cpu().numpy()
     n, vocab = p.shape
     width = float(np.clip(0.35 * vocab, 5.0, 14.0))
-    fig, ax = plt.subplots(figsize=(width + 2.5, 0.45 * n + 1.8), constrained_layout=True)
+    fig = Figure(figsize=(width + 2.5, 0.45 * n + 1.8), layout="constrained")
+    ax = fig.subplots()
     image = ax.imshow(p, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     for row, target in enumerate(targets):
-        ax.add_patch(plt.Rectangle((target - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
+        ax.add_patch(Rectangle((target - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
     row_labels = []
     for row, (pos, target) in enumerate(zip(positions, targets)):
         pick = int(p[row].argmax())
@@ -236,7 +236,8 @@ def plot_head_scores(
     """
     scores = np.asarray(scores, dtype=float)
     n_layer, n_head = scores.shape
-    fig, ax = plt.subplots(figsize=(1.1 * n_head + 2.8, 0.8 * n_layer + 1.8), constrained_layout=True)
+    fig = Figure(figsize=(1.1 * n_head + 2.8, 0.8 * n_layer + 1.8), layout="constrained")
+    ax = fig.subplots()
     image = ax.imshow(scores, cmap="magma", vmin=0.0, vmax=max(1.0, float(np.nanmax(scores))),
                       interpolation="nearest", aspect="auto")
     for layer in range(n_layer):
@@ -254,11 +255,10 @@ def plot_head_scores(
 
 
 def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 110) -> Path:
-    """Write a figure (format from the suffix: .png, or .svg on request) and close it."""
+    """Write a figure; the format follows the suffix (.png, or .svg on request)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    plt.close(fig)
     return path
 
 
