@@ -1,0 +1,125 @@
+"""Arithmetic tasks: multi-digit addition, modular arithmetic, parity."""
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Iterator, Optional
+
+from gptdecoder.tasks.base import Task, enumerate_sequences
+
+DIGITS = [str(d) for d in range(10)]
+
+
+@dataclasses.dataclass
+class AdditionTask(Task):
+    """a + b with fixed-width operands: 047+125= -> 0172, or 2710 with reverse_output.
+
+    Operands are zero-padded to ``num_digits``; the sum has num_digits + 1 digits. With
+    ``reverse_output`` the sum is written least significant digit first, the order in
+    which carries are computed -- this makes the task much easier to learn
+    (Lee et al., Teaching Arithmetic to Small Transformers, 2023).
+    """
+
+    name = "addition"
+    num_digits: int = 3
+    reverse_output: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.num_digits <= 12:
+            raise ValueError(f"num_digits={self.num_digits}: expected 1..12")
+        self.symbols = DIGITS + ["+", "="]
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.num_digits + 2 + self.num_digits + 1
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        a = [rng.randrange(10) for _ in range(self.num_digits)]
+        b = [rng.randrange(10) for _ in range(self.num_digits)]
+        return a + [self.token("+")] + b + [self.token("=")]
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        n = self.num_digits
+        a = int("".join(map(str, prompt[:n])))
+        b = int("".join(map(str, prompt[n + 1 : 2 * n + 1])))
+        digits = [int(c) for c in str(a + b).zfill(n + 1)]
+        return digits[::-1] if self.reverse_output else digits
+
+
+@dataclasses.dataclass
+class ModularTask(Task):
+    """(a op b) mod p with one token per residue: 5 + 9 = -> 14 mod p.
+
+    The grokking task (Power et al., 2022; Nanda et al., 2023): held-out pairs can only
+    be answered by learning the group structure, not by memorising.
+    """
+
+    name = "modular"
+    modulus: int = 17
+    op: str = "+"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 2 <= self.modulus <= 200:
+            raise ValueError(f"modulus={self.modulus}: expected 2..200")
+        if self.op not in ("+", "-", "*"):
+            raise ValueError(f"op={self.op!r}: expected '+', '-' or '*'")
+        self.symbols = [str(i) for i in range(self.modulus)] + [self.op, "="]
+
+    @property
+    def seq_len(self) -> int:
+        return 5
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        return [rng.randrange(self.modulus), self.token(self.op), rng.randrange(self.modulus), self.token("=")]
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        a, b, p = prompt[0], prompt[2], self.modulus
+        return [{"+": a + b, "-": a - b, "*": a * b}[self.op] % p]
+
+    def all_prompts(self) -> Optional[Iterator[list[int]]]:
+        op, eq = self.token(self.op), self.token("=")
+        return ([a, op, b, eq] for a in range(self.modulus) for b in range(self.modulus))
+
+
+@dataclasses.dataclass
+class ParityTask(Task):
+    """Parity of a bit string: 1 0 1 1 = -> 1.
+
+    With ``running`` (the default) the answer is the parity of every prefix, 1 1 0 1:
+    each step is then one XOR, which a transformer learns quickly; the final bit alone
+    is famously hard to learn by gradient descent (Hahn, 2020; Anil et al., 2022).
+    """
+
+    name = "parity"
+    length: int = 10
+    min_length: Optional[int] = None
+    running: bool = True
+
+    length_varies = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.length < 1 or (self.min_length is not None and not 1 <= self.min_length <= self.length):
+            raise ValueError(f"length={self.length}, min_length={self.min_length}: expected 1 <= min_length <= length")
+        self.symbols = ["0", "1", "="]
+
+    @property
+    def seq_len(self) -> int:
+        return self.length + 1 + (self.length if self.running else 1)
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        n = rng.randint(self.min_length or self.length, self.length)
+        return [rng.randrange(2) for _ in range(n)] + [self.token("=")]
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        prefix_parity, running = 0, []
+        for bit in prompt[:-1]:
+            prefix_parity ^= bit
+            running.append(prefix_parity)
+        return running if self.running else running[-1:]
+
+    def all_prompts(self) -> Optional[Iterator[list[int]]]:
+        listed = enumerate_sequences(2, range(self.min_length or self.length, self.length + 1))
+        return None if listed is None else (p + [self.token("=")] for p in listed)

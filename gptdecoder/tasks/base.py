@@ -1,0 +1,153 @@
+"""What every synthetic task shares: the Task base class, the sequence format and the split.
+
+A task is a tiny dataclass: its parameters are the dataclass fields, ``symbols`` names
+each token id, ``sample_prompt(rng)`` draws a prompt and ``solve(prompt)`` computes the
+one correct answer. Everything else (sampling train/test examples, enumerating a small
+held-out set, length generalisation variants) is built on those two methods here.
+
+The train/test split is a stable hash of the prompt: the same prompt is on the same
+side of the split on every machine and in every run, so a test prompt is never trained on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+import zlib
+from typing import ClassVar, Iterable, Iterator, Optional
+
+Example = tuple[list[int], list[int]]  # (prompt, answer)
+
+# Prompt spaces up to this size are enumerated when building the held-out set, so a
+# small task (sort of 6 digits from 0-2: 3^6 = 729 prompts) is tested on every test prompt.
+ENUMERATE_LIMIT = 200_000
+
+
+def build_example(prompt: list[int], answer: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """(prompt, answer) -> (x, y, mask) for next-token training.
+
+    The model reads seq = prompt + answer; x = seq[:-1] and y = seq[1:] (y[i] is the token
+    after x[i]). mask[i] is 1 where y[i] is an answer token: the prompt is random, so
+    predicting it is noise; only the answer is learned and scored.
+    """
+    seq = prompt + answer
+    x, y = seq[:-1], seq[1:]
+    mask = [1 if i + 1 >= len(prompt) else 0 for i in range(len(y))]
+    return x, y, mask
+
+
+def prompt_hash(prompt: Iterable[int]) -> int:
+    """CRC32 of the prompt's decimal text: stable across runs, machines and Python versions
+    (unlike the built-in hash(), which is salted per process for str and bytes)."""
+    return zlib.crc32(",".join(str(t) for t in prompt).encode())
+
+
+@dataclasses.dataclass
+class Task:
+    """Base class. Subclasses add fields (their parameters) and implement
+    ``__post_init__`` (setting ``self.symbols``), ``sample_prompt`` and ``solve``."""
+
+    name: ClassVar[str] = ""
+    # True when the task has ``length`` and ``min_length`` fields and marks the end of the
+    # prompt, so it can be tested on longer inputs than it was trained on (``with_length``).
+    length_varies: ClassVar[bool] = False
+
+    test_fraction: float = 0.2  # share of all prompts held out for testing
+
+    def __post_init__(self) -> None:
+        self.symbols: list[str] = []
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(f"test_fraction={self.test_fraction}: expected a number in (0, 1)")
+
+    # -- to implement ------------------------------------------------------------------
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        raise NotImplementedError
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        raise NotImplementedError
+
+    def all_prompts(self) -> Optional[Iterator[list[int]]]:
+        """Every possible prompt, when the space is small enough to list; else None."""
+        return None
+
+    @property
+    def seq_len(self) -> int:
+        """The longest len(prompt) + len(answer); the model needs block_size >= seq_len - 1."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def params(self) -> dict:
+        """The task's parameters (its dataclass fields), e.g. for results.json."""
+        return dataclasses.asdict(self)
+
+    def token(self, symbol: str) -> int:
+        return self.symbols.index(symbol)
+
+    def sample(self, rng: random.Random) -> Example:
+        """A random (prompt, answer), from either side of the split."""
+        prompt = self.sample_prompt(rng)
+        return prompt, self.solve(prompt)
+
+    def is_test(self, prompt: list[int]) -> bool:
+        return prompt_hash(prompt) % 10_000 < self.test_fraction * 10_000
+
+    def sample_train(self, rng: random.Random) -> Example:
+        """A random training example: prompts on the test side are redrawn."""
+        while True:
+            prompt = self.sample_prompt(rng)
+            if not self.is_test(prompt):
+                return prompt, self.solve(prompt)
+
+    def test_examples(self, n: int, seed: int = 0) -> list[Example]:
+        """The held-out set: all test prompts when there are at most n of them (small
+        spaces are enumerated), else n distinct test prompts, the same for a given seed."""
+        return self._examples(n, seed, want_test=True)
+
+    def train_examples(self, n: int, seed: int = 0) -> list[Example]:
+        """Like test_examples, from the training side (to measure train accuracy)."""
+        return self._examples(n, seed, want_test=False)
+
+    def _examples(self, n: int, seed: int, want_test: bool) -> list[Example]:
+        rng = random.Random(seed)
+        listed = self.all_prompts()
+        if listed is not None:
+            prompts = [p for p in listed if self.is_test(p) == want_test]
+            if len(prompts) > n:
+                prompts = rng.sample(prompts, n)
+        else:
+            seen: set[tuple[int, ...]] = set()
+            prompts = []
+            for _ in range(50 * n):  # bounded, in case the space is smaller than it looks
+                if len(prompts) == n:
+                    break
+                p = self.sample_prompt(rng)
+                if self.is_test(p) == want_test and tuple(p) not in seen:
+                    seen.add(tuple(p))
+                    prompts.append(p)
+        return [(p, self.solve(p)) for p in prompts]
+
+    def with_length(self, length: int) -> "Task":
+        """The same task with inputs of exactly ``length`` (for length generalisation)."""
+        if not self.length_varies:
+            raise ValueError(f"task {self.name!r} has no variable length")
+        return dataclasses.replace(self, length=length, min_length=length)
+
+    def format(self, tokens: Iterable[int]) -> str:
+        """Tokens as text: symbols glued together when all are one character, else spaced."""
+        names = [self.symbols[t] if 0 <= t < len(self.symbols) else f"<{t}>" for t in tokens]
+        return ("" if all(len(s) == 1 for s in self.symbols) else " ").join(names)
+
+
+def enumerate_sequences(alphabet: int, lengths: Iterable[int]) -> Optional[Iterator[list[int]]]:
+    """All sequences over range(alphabet) with the given lengths, or None if too many."""
+    lengths = list(lengths)
+    if sum(alphabet**n for n in lengths) > ENUMERATE_LIMIT:
+        return None
+    return (list(s) for n in lengths for s in itertools.product(range(alphabet), repeat=n))

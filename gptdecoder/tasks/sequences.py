@@ -1,0 +1,161 @@
+"""Tasks that rearrange or count a sequence of symbols: sort, reverse, copy, histogram."""
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Iterator, Optional
+
+from gptdecoder.tasks.base import Task, enumerate_sequences
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def _check_length(task: Task, length: int, min_length: Optional[int]) -> None:
+    if length < 1:
+        raise ValueError(f"length={length}: expected >= 1")
+    if min_length is not None and not 1 <= min_length <= length:
+        raise ValueError(f"min_length={min_length}: expected 1 <= min_length <= length ({length})")
+
+
+@dataclasses.dataclass
+class SortTask(Task):
+    """Sort digits ascending: prompt 1 2 1 0 1 0 -> answer 0 0 1 1 1 2 (minGPT's demo task).
+
+    With fixed length (min_length unset) there is no separator: the model knows where the
+    answer starts by counting. With ``min_length`` the prompt length varies and ends in '='.
+    ``repeat_boost`` is the share of prompts drawn from only one or two digits; such
+    prompts (many repeats) are where small sorters make their mistakes.
+    """
+
+    name = "sort"
+    length: int = 6
+    num_digits: int = 3
+    min_length: Optional[int] = None
+    repeat_boost: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_length(self, self.length, self.min_length)
+        if not 2 <= self.num_digits <= 10:
+            raise ValueError(f"num_digits={self.num_digits}: expected 2..10")
+        if not 0.0 <= self.repeat_boost <= 1.0:
+            raise ValueError(f"repeat_boost={self.repeat_boost}: expected a number in [0, 1]")
+        self.symbols = DIGITS[: self.num_digits] + (["="] if self.length_varies else [])
+
+    @property
+    def length_varies(self) -> bool:
+        return self.min_length is not None
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.length + (1 if self.length_varies else 0)
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        n = rng.randint(self.min_length, self.length) if self.length_varies else self.length
+        alphabet = list(range(self.num_digits))
+        if rng.random() < self.repeat_boost:
+            alphabet = rng.sample(alphabet, rng.randint(1, 2))
+        digits = [rng.choice(alphabet) for _ in range(n)]
+        return digits + ([self.token("=")] if self.length_varies else [])
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        digits = prompt[:-1] if self.length_varies else prompt
+        return sorted(digits)
+
+    def all_prompts(self) -> Optional[Iterator[list[int]]]:
+        if not self.length_varies:
+            return enumerate_sequences(self.num_digits, [self.length])
+        listed = enumerate_sequences(self.num_digits, range(self.min_length, self.length + 1))
+        return None if listed is None else (p + [self.token("=")] for p in listed)
+
+
+@dataclasses.dataclass
+class _SeparatedSequenceTask(Task):
+    """Shared by reverse and copy: prompt = digits then '=', answer = a function of the digits."""
+
+    length: int = 8
+    num_digits: int = 10
+    min_length: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_length(self, self.length, self.min_length)
+        if not 2 <= self.num_digits <= 10:
+            raise ValueError(f"num_digits={self.num_digits}: expected 2..10")
+        self.symbols = DIGITS[: self.num_digits] + ["="]
+
+    length_varies = True
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.length + 1
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        n = rng.randint(self.min_length or self.length, self.length)
+        return [rng.randrange(self.num_digits) for _ in range(n)] + [self.token("=")]
+
+    def all_prompts(self) -> Optional[Iterator[list[int]]]:
+        listed = enumerate_sequences(self.num_digits, range(self.min_length or self.length, self.length + 1))
+        return None if listed is None else (p + [self.token("=")] for p in listed)
+
+
+@dataclasses.dataclass
+class ReverseTask(_SeparatedSequenceTask):
+    """Reverse the digits: 3 1 4 1 = -> 1 4 1 3. Needs attention to a mirrored position."""
+
+    name = "reverse"
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        return prompt[-2::-1]
+
+
+@dataclasses.dataclass
+class CopyTask(_SeparatedSequenceTask):
+    """Repeat the digits: 3 1 4 1 = -> 3 1 4 1. Solved by an induction-style previous-token lookup."""
+
+    name = "copy"
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        return prompt[:-1]
+
+
+@dataclasses.dataclass
+class HistogramTask(Task):
+    """For each position, how often its letter occurs in the prompt: a b a c = -> 2 1 2 1.
+
+    The "histogram" program of Weiss et al., Thinking Like Transformers (2021): one
+    attention layer that attends to all equal tokens can compute it.
+    """
+
+    name = "histogram"
+    length: int = 8
+    num_letters: int = 6
+    min_length: Optional[int] = None
+
+    length_varies = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_length(self, self.length, self.min_length)
+        if not 1 <= self.length <= 9:
+            raise ValueError(f"length={self.length}: expected 1..9 (counts are the digits 1-9)")
+        if not 2 <= self.num_letters <= 26:
+            raise ValueError(f"num_letters={self.num_letters}: expected 2..26")
+        letters = [chr(ord("a") + i) for i in range(self.num_letters)]
+        self.symbols = letters + ["="] + [str(c) for c in range(1, 10)]
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.length + 1
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        n = rng.randint(self.min_length or self.length, self.length)
+        return [rng.randrange(self.num_letters) for _ in range(n)] + [self.token("=")]
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        letters = prompt[:-1]
+        return [self.token(str(letters.count(t))) for t in letters]
+
+    def all_prompts(self) -> Optional[Iterator[list[int]]]:
+        listed = enumerate_sequences(self.num_letters, range(self.min_length or self.length, self.length + 1))
+        return None if listed is None else (p + [self.token("=")] for p in listed)

@@ -1,0 +1,108 @@
+"""Tasks about structure in the context: associative recall and bracket matching."""
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Optional
+
+from gptdecoder.tasks.base import Task
+
+DIGITS = [str(d) for d in range(10)]
+
+
+@dataclasses.dataclass
+class RecallTask(Task):
+    """Associative recall: key-value pairs, then '?' and a key; answer its value.
+
+    a 3 c 1 b 7 ? c -> 1. The task that induction heads solve (Olsson et al., 2022;
+    also the "associative recall" probe of H3/Hyena): find the earlier occurrence of the
+    query key and copy the token after it. Keys in a prompt are distinct.
+    """
+
+    name = "recall"
+    num_pairs: int = 4
+    num_keys: int = 8
+    num_values: int = 10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 2 <= self.num_keys <= 26:
+            raise ValueError(f"num_keys={self.num_keys}: expected 2..26")
+        if not 1 <= self.num_pairs <= self.num_keys:
+            raise ValueError(f"num_pairs={self.num_pairs}: expected 1..num_keys ({self.num_keys})")
+        if not 2 <= self.num_values <= 10:
+            raise ValueError(f"num_values={self.num_values}: expected 2..10")
+        keys = [chr(ord("a") + i) for i in range(self.num_keys)]
+        self.symbols = DIGITS[: self.num_values] + keys + ["?"]
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.num_pairs + 3
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        keys = rng.sample(range(self.num_keys), self.num_pairs)
+        prompt = []
+        for k in keys:
+            prompt += [self.num_values + k, rng.randrange(self.num_values)]
+        return prompt + [self.token("?"), self.num_values + rng.choice(keys)]
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        query = prompt[-1]
+        pairs = prompt[:-2]
+        return [pairs[pairs.index(query) + 1]]
+
+
+@dataclasses.dataclass
+class DyckTask(Task):
+    """Close the open brackets: ( [ ( ) = -> ] ) . (Dyck-1 with kinds=1, Dyck-2 with kinds=2).
+
+    The prompt is a random prefix of a bracket sequence (never deeper than max_depth);
+    the answer closes every open bracket, innermost first, then '.' -- so the model must
+    also say when the stack is empty. Solved with a stack; transformers learn it by
+    attending to the last unmatched opener (Yao et al., 2021; Ebrahimi et al., 2020).
+    """
+
+    name = "dyck"
+    length: int = 10
+    kinds: int = 2
+    max_depth: int = 4
+    min_length: Optional[int] = None
+
+    length_varies = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kinds not in (1, 2, 3):
+            raise ValueError(f"kinds={self.kinds}: expected 1, 2 or 3")
+        if self.length < 1 or self.max_depth < 1:
+            raise ValueError(f"length={self.length}, max_depth={self.max_depth}: expected >= 1")
+        if self.min_length is not None and not 1 <= self.min_length <= self.length:
+            raise ValueError(f"min_length={self.min_length}: expected 1 <= min_length <= length")
+        pairs = ["()", "[]", "{}"][: self.kinds]
+        self.symbols = [p[0] for p in pairs] + [p[1] for p in pairs] + ["=", "."]
+
+    @property
+    def seq_len(self) -> int:
+        return self.length + 1 + self.max_depth + 1
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        n = rng.randint(self.min_length or self.length, self.length)
+        stack: list[int] = []
+        prompt = []
+        for _ in range(n):
+            if stack and (len(stack) >= self.max_depth or rng.random() < 0.5):
+                prompt.append(self.kinds + stack.pop())  # the closer matching the top
+            else:
+                kind = rng.randrange(self.kinds)
+                stack.append(kind)
+                prompt.append(kind)
+        return prompt + [self.token("=")]
+
+    def solve(self, prompt: list[int]) -> list[int]:
+        stack: list[int] = []
+        for t in prompt[:-1]:
+            if t < self.kinds:
+                stack.append(t)
+            else:
+                stack.pop()
+        return [self.kinds + k for k in reversed(stack)] + [self.token(".")]
