@@ -1,0 +1,168 @@
+"""The model itself: config validation, GPT-2 architecture and init, the two attention paths, errors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gptdecoder.model import GPT, GPTConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run slower with several threads on a shared machine; use one, then restore."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(**overrides) -> GPT:
+    torch.manual_seed(0)
+    kwargs = dict(vocab_size=37, block_size=16, n_layer=2, n_head=3, d_model=24)
+    kwargs.update(overrides)
+    return GPT(GPTConfig(**kwargs)).eval()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("vocab_size", 0), ("block_size", -1), ("n_layer", 1.5), ("n_head", 0), ("d_model", True),
+     ("mlp_ratio", 0), ("dropout", 1.0), ("dropout", "0.1"), ("bias", 1), ("tie_weights", "yes")],
+)
+def test_config_errors_name_the_field(field, value):
+    with pytest.raises(ValueError, match=f"model.{field}="):
+        GPTConfig(**{field: value})
+
+
+def test_config_d_model_must_divide_by_heads():
+    with pytest.raises(ValueError, match="not divisible by model.n_head=5"):
+        GPTConfig(d_model=24, n_head=5)
+
+
+def test_gpt2_architecture():
+    model = tiny(mlp_ratio=4)
+    block = model.blocks[0]
+    assert model.lm_head.weight is model.wte.weight  # tied
+    assert model.wpe.weight.shape == (16, 24)  # learned positions
+    assert block.mlp.c_fc.out_features == 4 * 24
+    assert isinstance(block.mlp.gelu, nn.GELU) and block.mlp.gelu.approximate == "tanh"
+    assert block.ln_1.eps == 1e-5 and model.ln_final.eps == 1e-5
+    assert not tiny(tie_weights=False).lm_head.weight is tiny(tie_weights=False).wte.weight
+    no_bias = tiny(bias=False)
+    assert no_bias.blocks[0].attn.c_attn.bias is None and no_bias.ln_final.bias is None
+
+
+def test_pre_layernorm_block_order():
+    """x + attn(ln_1(x)) then + mlp(ln_2(.)): rebuild a block's output by hand."""
+    model = tiny()
+    block = model.blocks[0]
+    x = torch.randn(2, 5, 24)
+    with torch.no_grad():
+        mid = x + block.attn(block.ln_1(x))
+        expected = mid + block.mlp(block.ln_2(mid))
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_gpt2_init_statistics():
+    torch.manual_seed(0)
+    n_layer = 8
+    model = GPT(GPTConfig(vocab_size=512, block_size=64, n_layer=n_layer, n_head=4, d_model=256))
+    proj_std = 0.02 / math.sqrt(2 * n_layer)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            assert abs(p.std().item() - proj_std) < 0.1 * proj_std, name
+        elif name.endswith("weight") and p.dim() == 2:
+            assert abs(p.std().item() - 0.02) < 0.002, name
+        elif name.endswith("bias"):
+            assert torch.count_nonzero(p) == 0, name
+    assert torch.all(model.ln_final.weight == 1)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_fast_and_explicit_attention_agree(bias):
+    model = tiny(bias=bias)
+    idx = torch.randint(0, 37, (3, 16))
+    with torch.no_grad():
+        fast, _ = model(idx)
+        for block in model.blocks:
+            block.attn.explicit = True
+        explicit, _ = model(idx)
+    torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=0)
+
+
+def test_loss_and_loss_mask():
+    model = tiny()
+    idx = torch.randint(0, 37, (2, 8))
+    targets = torch.randint(0, 37, (2, 8))
+    logits, loss = model(idx, targets)
+    expected = nn.functional.cross_entropy(logits.view(-1, 37), targets.view(-1))
+    torch.testing.assert_close(loss, expected)
+    mask = torch.zeros(2, 8)
+    mask[:, 5:] = 1  # only the "answer" positions count
+    _, masked = model(idx, targets, loss_mask=mask)
+    expected = nn.functional.cross_entropy(logits[:, 5:].reshape(-1, 37), targets[:, 5:].reshape(-1))
+    torch.testing.assert_close(masked, expected)
+    targets[:, :5] = -1  # ignore_index gives the same
+    torch.testing.assert_close(model(idx, targets)[1], expected)
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_causality_gradient_is_exactly_zero_for_future_positions(explicit):
+    """d logits[t] / d embedding[s] == 0 exactly for every s > t, on both attention paths."""
+    model = tiny()
+    for block in model.blocks:
+        block.attn.explicit = explicit
+    captured = {}
+
+    def leaf(tensor, hook):  # make the token embeddings a leaf we can differentiate by
+        captured["embed"] = tensor.detach().requires_grad_(True)
+        return captured["embed"]
+
+    idx = torch.randint(0, 37, (1, 10))
+    with model.hooks(fwd_hooks=[("hook_embed", leaf)]):
+        logits, _ = model(idx)
+    for t in range(10):
+        (grad,) = torch.autograd.grad(logits[0, t].sum(), captured["embed"], retain_graph=True)
+        assert torch.all(grad[0, t + 1 :] == 0), f"position {t} depends on the future"
+        assert grad[0, : t + 1].abs().sum() > 0
+
+
+def test_kv_cache_forward_matches_full_forward():
+    from gptdecoder.model import KVCache
+
+    model = tiny()
+    idx = torch.randint(0, 37, (2, 12))
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = KVCache(model.config, 2, 16)
+        first, _ = model(idx[:, :5], kv_cache=cache)
+        rest = [model(idx[:, 5:9], kv_cache=cache)[0]]  # several new tokens against the cache
+        rest += [model(idx[:, t : t + 1], kv_cache=cache)[0] for t in range(9, 12)]
+    torch.testing.assert_close(torch.cat([first, *rest], dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_token_ids_out_of_range_are_rejected():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"\[0, 37\)"):
+        model(torch.tensor([[1, 37]]))
+    with pytest.raises(ValueError, match=r"\[0, 37\)"):
+        model(torch.tensor([[-1, 3]]))
+
+
+def test_sequence_longer_than_block_size_is_rejected():
+    with pytest.raises(ValueError, match="block_size=16"):
+        tiny()(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_bf16_autocast_forward_and_backward():
+    from gptdecoder import runtime
+
+    model = tiny().train()
+    idx = torch.randint(0, 37, (2, 16))
+    with runtime.autocast("cpu", "bf16"):
+        logits, loss = model(idx, idx)
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    loss.backward()
+    assert model.wte.weight.grad is not None
