@@ -155,6 +155,7 @@ class Tokenizer:
     kind: str
     identity: str
     n_vocab: int
+    eot_token: Optional[int] = None  # <|endoftext|>, when the vocabulary has it
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
@@ -230,6 +231,8 @@ class BPETokenizer(Tokenizer):
         except bpe.BPEError as e:
             raise UserError(str(e)) from None
         self.n_vocab = self.encoder.n_vocab
+        if "<|endoftext|>" in self.encoder.special_tokens_set:
+            self.eot_token = self.encoder.eot_token
         digest = hashlib.sha256()
         for name in ("encoder.json", "vocab.bpe"):
             digest.update((files / name).read_bytes())

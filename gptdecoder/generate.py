@@ -1,0 +1,220 @@
+"""``python -m gptdecoder generate``: sample from a trained run, streaming, or chat in a REPL.
+
+Text runs (``task.name: text``) decode with the tokenizer saved in the run directory
+and print each piece of text as soon as it is complete. Task runs (sort, reverse, ...)
+read a prompt written in the task's symbols ("2 1 0 1 2 0") and print the model's
+answer next to the correct one.
+
+Tokens come from ``stream_tokens``, which makes exactly the choices of
+``GPT.generate`` (same KV cache, same window sliding, same sampler and seed) but
+yields each token as it is chosen, so output appears while the model works.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Iterator, Optional, TextIO
+
+import torch
+
+from gptdecoder.errors import UserError
+from gptdecoder.model import GPT, KVCache
+from gptdecoder.text import TOKENIZER_DIR, TextStreamer, Tokenizer, load_tokenizer
+
+DEFAULT_TEMPERATURE = 0.8  # text runs; task runs default to greedy (temperature 0)
+QUIT = "quit"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, metavar="DIR", help="run directory (holds ckpt.pt)")
+    parser.add_argument("--prompt", default="", help="text to continue (task runs: symbols, e.g. '2 1 0 1 2 0')")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="tokens to generate (default: 500 for text, the answer's length for tasks)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help=f"sampling temperature; 0 = greedy (default: {DEFAULT_TEMPERATURE} for text, 0 for tasks)")
+    parser.add_argument("--top-k", type=int, default=200, help="sample among the k most likely tokens (0: all)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
+    parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable samples")
+    parser.add_argument("--interactive", action="store_true",
+                        help=f"a REPL: type a prompt, get a continuation; '{QUIT}' or Ctrl-D exits, "
+                             "Ctrl-C stops the current generation")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (default: cpu)")
+
+
+@torch.inference_mode()
+def stream_tokens(
+    model: GPT,
+    prompt: list[int],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: Optional[int] = None,
+    top_p: Optional[float] = None,
+    generator: Optional[torch.Generator] = None,
+) -> Iterator[int]:
+    """Yield up to ``max_new_tokens`` new token ids continuing ``prompt``; temperature 0 is greedy.
+
+    Mirrors GPT.generate for one sequence: the first step encodes the last block_size
+    tokens into a KV cache, then each step feeds only the newest token; when the
+    sequence outgrows block_size the window slides and is encoded afresh (positions
+    are absolute, so cached keys cannot be reused after a shift).
+    """
+    if not prompt:
+        raise UserError("the prompt encodes to no tokens: give at least one character")
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    tokens = list(prompt)
+    cache: Optional[KVCache] = None
+    for _ in range(max_new_tokens):
+        if cache is not None and len(tokens) <= block:
+            logits, _ = model(torch.tensor([tokens[-1:]], device=device), kv_cache=cache)
+        else:
+            cache = KVCache(model.config, 1, block)
+            logits, _ = model(torch.tensor([tokens[-block:]], device=device), kv_cache=cache)
+        next_id = int(GPT.sample_next(logits[:, -1, :], temperature, top_k, top_p, temperature > 0, generator))
+        tokens.append(next_id)
+        yield next_id
+
+
+class Session:
+    """A loaded run plus the sampling settings: turns a prompt string into printed output."""
+
+    def __init__(self, run_dir: Path, args: argparse.Namespace, out: TextIO) -> None:
+        from gptdecoder import runtime
+        from gptdecoder.train import load_run
+
+        if args.top_k is not None and args.top_k < 0:
+            raise UserError(f"--top-k {args.top_k}: expected >= 0 (0 means no limit)")
+        if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
+            raise UserError(f"--top-p {args.top_p}: expected a number in (0, 1]")
+        if args.max_new_tokens is not None and args.max_new_tokens < 0:
+            raise UserError(f"--max-new-tokens {args.max_new_tokens}: expected >= 0")
+        try:
+            device = runtime.resolve_device(args.device)
+        except ValueError as e:
+            raise UserError(f"--device: {e}") from None
+        self.run = load_run(run_dir, device)
+        self.model = self.run.model.eval()
+        self.out = out
+        self.tokenizer: Optional[Tokenizer] = None
+        if self.run.task is None:  # a text run: its tokenizer was saved beside the checkpoint
+            self.tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
+            if self.tokenizer.n_vocab > self.model.config.vocab_size:
+                raise UserError(
+                    f"{run_dir}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model only "
+                    f"{self.model.config.vocab_size}: the run directory is inconsistent"
+                )
+        default_temperature = DEFAULT_TEMPERATURE if self.tokenizer is not None else 0.0
+        self.temperature = default_temperature if args.temperature is None else args.temperature
+        if self.temperature < 0:
+            raise UserError(f"--temperature {self.temperature}: expected >= 0 (0 = greedy)")
+        self.top_k = args.top_k or None
+        self.top_p = args.top_p
+        self.max_new_tokens = args.max_new_tokens
+        # one generator for the whole session: repeatable with --seed, yet each REPL turn differs
+        self.generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+
+    def respond(self, prompt: str) -> None:
+        """Generate for one prompt and print as it goes (Ctrl-C propagates to the caller)."""
+        if self.tokenizer is not None:
+            self.respond_text(prompt)
+        else:
+            self.respond_task(prompt)
+
+    def sample(self, ids: list[int], n: int) -> Iterator[int]:
+        vocab = self.model.config.vocab_size
+        bad = [i for i in ids if not 0 <= i < vocab]
+        if bad:
+            raise UserError(f"token id {bad[0]} is beyond the model's vocabulary (ids 0..{vocab - 1})")
+        return stream_tokens(self.model, ids, n, self.temperature, self.top_k, self.top_p, self.generator)
+
+    def respond_text(self, prompt: str) -> None:
+        assert self.tokenizer is not None
+        ids = self.tokenizer.encode(prompt) if prompt else self.start_ids()
+        n = 500 if self.max_new_tokens is None else self.max_new_tokens
+        streamer = TextStreamer(self.tokenizer)
+        self.write(prompt)
+        try:
+            for token in self.sample(ids, n):
+                self.write(streamer.push(token))
+        finally:  # also after Ctrl-C: show what was produced, end the line
+            self.write(streamer.flush() + "\n")
+
+    def start_ids(self) -> list[int]:
+        """An empty prompt starts after a newline (or GPT-2's <|endoftext|>), as nanoGPT samples."""
+        assert self.tokenizer is not None
+        if self.tokenizer.eot_token is not None:
+            return [self.tokenizer.eot_token]
+        try:
+            return self.tokenizer.encode("\n")
+        except UserError:  # a one-line corpus: start from the first character instead
+            return [0]
+
+    def respond_task(self, prompt: str) -> None:
+        task = self.run.task
+        ids = parse_symbols(prompt, task.symbols)
+        expected: Optional[list[int]] = None
+        try:
+            expected = task.solve(ids)
+        except Exception:  # a prompt the task would never produce (e.g. wrong length): no reference
+            pass
+        if self.max_new_tokens is not None:
+            n = self.max_new_tokens
+        else:
+            n = len(expected) if expected is not None else max(1, task.seq_len - len(ids))
+        answer = list(self.sample(ids, n))
+        line = f"{spaced(ids, task.symbols)} -> {spaced(answer, task.symbols)}"
+        if expected is not None:
+            line += "  (correct)" if answer == expected else f"  (expected {spaced(expected, task.symbols)})"
+        self.write(line + "\n")
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+
+def parse_symbols(prompt: str, symbols: list[str]) -> list[int]:
+    """'2 1 0' (or '210' when every symbol is one character) -> token ids, else UserError."""
+    if not prompt.strip():
+        raise UserError(f"empty prompt: write it in the task's symbols ({' '.join(symbols)})")
+    single = all(len(s) == 1 for s in symbols)
+    parts = prompt.split() if (not single or any(c.isspace() for c in prompt.strip())) else list(prompt.strip())
+    index = {s: i for i, s in enumerate(symbols)}
+    unknown = [p for p in parts if p not in index]
+    if unknown:
+        raise UserError(f"{unknown[0]!r} is not one of the task's symbols: {' '.join(symbols)}")
+    return [index[p] for p in parts]
+
+
+def spaced(ids: list[int], symbols: list[str]) -> str:
+    return " ".join(symbols[i] if 0 <= i < len(symbols) else f"<{i}>" for i in ids)
+
+
+def repl(session: Session, read=input) -> None:
+    """Prompt with '>> ' until 'quit' or end of input; Ctrl-C cancels one generation only."""
+    while True:
+        try:
+            line = read(">> ")
+        except EOFError:
+            session.write("\n")
+            return
+        except KeyboardInterrupt:  # at the prompt: drop the line, ask again
+            session.write("\n")
+            continue
+        if line.strip() == QUIT:
+            return
+        try:
+            session.respond(line)
+        except KeyboardInterrupt:
+            session.write("[stopped]\n")
+        except UserError as e:
+            session.write(f"error: {e}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    session = Session(Path(args.run), args, sys.stdout)
+    if args.interactive:
+        repl(session)
+    else:
+        session.respond(args.prompt)
+    return 0
