@@ -66,12 +66,12 @@ def _draw_boundary(ax, boundary: Optional[int], n: int, both_axes: bool = True) 
 
 
 def _cell_text(value: float) -> str:
-    """A weight as short text that never rounds a non-zero value to zero: 0, <.01, .25, 1."""
-    if value == 0.0:
-        return "0"
+    """A weight as short text that never rounds to 0 or 1 unless it is exactly that: 0, <.01, .25, >.99, 1."""
+    if value == 0.0 or value == 1.0:
+        return f"{value:.0f}"
     if value < 0.005:
         return "<.01"
-    return "1" if value >= 0.995 else f"{value:.2f}".lstrip("0")
+    return ">.99" if value >= 0.995 else f"{value:.2f}".lstrip("0")
 
 
 def _label_axes(ax, tokens: Sequence[str], fontsize: float, x: bool = True, y: bool = True) -> None:
@@ -171,19 +171,18 @@ def plot_token_attention(
     image = ax.imshow(rows, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     for r in range(rows.shape[0]):
         for k in range(T):
-            if rows[r, k] >= 0.1:  # write the big weights in; small ones are readable from colour
+            if rows[r, k] >= 0.15:  # write the big weights in; small ones are readable from colour
                 ax.text(k, r, f"{rows[r, k]:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if rows[r, k] < 0.5 else "black")
     ax.set_xticks(range(T))
     ax.set_xticklabels(tokens, rotation=90, fontsize=_tick_fontsize(T, width))
-    ax.get_xticklabels()[position].set_fontweight("bold")
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=9)
     ax.axvline(position + 0.5, color="red", linewidth=1.0)  # everything right of this is the future
     if boundary is not None and 0 < boundary < T:
         ax.axvline(boundary - 0.5, color="white", linestyle="--", linewidth=1.0)
     ax.set_xlabel("key (attends to); red line: end of what this token may see")
-    ax.set_title(f"Attention from position {position} ({tokens[position]!r}) to every token")
+    ax.set_title(f"Attention from position {position} ({tokens[position]!r}) to every token (weights >= 0.15 written)")
     fig.colorbar(image, ax=ax, label="attention weight")
     return fig
 
@@ -197,8 +196,9 @@ def plot_answer_distributions(
     """The predicted distribution at each answer position: rows = positions, columns = vocabulary.
 
     ``probs`` is [n_answer, vocab] (softmax of the logits at the answer positions).
-    A white box marks the correct token; the title of each row says what the model
-    would pick (argmax) and with which probability.
+    A red box marks the correct token; each row's label says what the model would
+    pick (argmax) and with which probability. For small vocabularies the
+    probabilities are written in the cells.
     """
     p = probs.detach().float().cpu().numpy()
     n, vocab = p.shape
@@ -207,7 +207,12 @@ def plot_answer_distributions(
     ax = fig.subplots()
     image = ax.imshow(p, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     for row, target in enumerate(targets):
-        ax.add_patch(Rectangle((target - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="white", linewidth=2))
+        ax.add_patch(Rectangle((target - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+    if vocab <= 16:
+        for row in range(n):
+            for col in range(vocab):
+                ax.text(col, row, _cell_text(p[row, col]), ha="center", va="center", fontsize=8,
+                        color="white" if p[row, col] < 0.5 else "black")
     row_labels = []
     for row, (pos, target) in enumerate(zip(positions, targets)):
         pick = int(p[row].argmax())
@@ -218,7 +223,7 @@ def plot_answer_distributions(
     ax.set_xticks(range(vocab))
     ax.set_xticklabels(symbols, rotation=90, fontsize=_tick_fontsize(vocab, width))
     ax.set_xlabel("next token")
-    ax.set_title("Predicted probability at each answer position (white box: correct token)")
+    ax.set_title("Predicted probability at each answer position (red box: correct token)")
     fig.colorbar(image, ax=ax, label="probability")
     return fig
 
@@ -432,9 +437,22 @@ def example_views(model, task, prompt: list[int], answer: list[int]) -> dict:
     }
 
 
-def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example: int = 0,
+def most_varied(examples: Sequence[tuple[list[int], list[int]]]) -> int:
+    """Index of the first example whose prompt has the most distinct tokens.
+
+    A prompt like 0 0 0 0 0 2 makes dull pictures; one that uses every symbol shows
+    how the model tells them apart.
+    """
+    return max(range(len(examples)), key=lambda i: (len(set(examples[i][0])), -i))
+
+
+def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example: Optional[int] = None,
                       fmt: str = "png", ablation_examples: int = 500) -> list[Path]:
-    """Render the attention lab's pictures for one held-out example of a trained task run."""
+    """Render the attention lab's pictures for one held-out example of a trained task run.
+
+    ``example`` indexes ``task.test_examples(ablation_examples)``; by default the most
+    varied prompt is drawn. The head-ablation heatmap uses all those examples.
+    """
     from gptdecoder.ablate import encode_examples, head_ablation_scores
     from gptdecoder.errors import UserError
     from gptdecoder.train import load_run
@@ -443,7 +461,9 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
     if run.task is None:
         raise UserError(f"run {str(run_dir)!r} was trained on text; these pictures need a task run")
     model, task = run.model.eval(), run.task
-    examples = task.test_examples(max(ablation_examples, example + 1), seed=0)
+    examples = task.test_examples(ablation_examples, seed=0)
+    if example is None:
+        example = most_varied(examples)
     if not 0 <= example < len(examples):
         raise UserError(f"--example {example}: there are {len(examples)} held-out examples")
     prompt, answer = examples[example]
@@ -473,7 +493,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gptdecoder.viz", description=main.__doc__)
     parser.add_argument("--run", default="runs/config", help="trained task run (default runs/config)")
     parser.add_argument("--out", default="docs/img", help="output directory (default docs/img)")
-    parser.add_argument("--example", type=int, default=0, help="which held-out example to draw (default 0)")
+    parser.add_argument("--example", type=int, help="which held-out example to draw (default: the most varied)")
     parser.add_argument("--format", choices=("png", "svg"), default="png")
     args = parser.parse_args(argv)
     try:
