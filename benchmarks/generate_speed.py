@@ -4,7 +4,7 @@ The full-recompute sampler is the minGPT/nanoGPT way: every new token re-runs th
 whole context (cropped to block_size). Both run in the same process, alternating,
 and the ratio of medians is printed, so noise from other processes mostly cancels.
 
-    python benchmarks/generate_speed.py [--new-tokens 250] [--repeats 5]
+    python benchmarks/generate_speed.py [--new-tokens 250] [--repeats 5] [--threads N]
 """
 from __future__ import annotations
 
@@ -37,7 +37,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=65, block_size=256, n_layer=4, n_head=4, d_model=128)
