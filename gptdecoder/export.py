@@ -35,7 +35,7 @@ ENDOFTEXT = "<|endoftext|>"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, metavar="DIR", help="run directory (holds ckpt.pt)")
+    parser.add_argument("--run", dest="run_dir", required=True, metavar="DIR", help="run directory (holds ckpt.pt)")
     parser.add_argument("--hf", required=True, metavar="OUT", help="directory to write (replaced if it is an export)")
     parser.add_argument("--push", metavar="REPO", help="also upload to the Hugging Face Hub as REPO (needs HF_TOKEN)")
 
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             f"--push {args.push} needs a Hugging Face token in HF_TOKEN "
             "(create one at https://huggingface.co/settings/tokens); or drop --push to export locally"
         )
-    out = export_run(Path(args.run), Path(args.hf))
+    out = export_run(Path(args.run_dir), Path(args.hf))
     print(f"wrote {out}/ (AutoModelForCausalLM / AutoTokenizer .from_pretrained({str(out)!r}))")
     if args.push:
         print(f"pushed to {push(out, args.push, token)}")

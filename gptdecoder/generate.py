@@ -27,7 +27,7 @@ QUIT = "quit"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, metavar="DIR", help="run directory (holds ckpt.pt)")
+    parser.add_argument("--run", dest="run_dir", required=True, metavar="DIR", help="run directory (holds ckpt.pt)")
     parser.add_argument("--prompt", default="", help="text to continue (task runs: symbols, e.g. '2 1 0 1 2 0')")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="tokens to generate (default: 500 for text, the answer's length for tasks)")
@@ -212,7 +212,7 @@ def repl(session: Session, read=input) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    session = Session(Path(args.run), args, sys.stdout)
+    session = Session(Path(args.run_dir), args, sys.stdout)
     if args.interactive:
         repl(session)
     else:

@@ -1,0 +1,92 @@
+"""``python -m gptdecoder export``: transformers loads model and tokenizer offline, same greedy text."""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from gptdecoder import cli, export
+from tests.test_generate_cli import sharp_model, write_run
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(autouse=True)
+def quiet_and_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(cli, "COMMANDS", {k: cli.COMMANDS[k] for k in ("generate", "export")})
+    transformers.logging.set_verbosity_error()
+
+
+def hf_greedy(out: Path, ids: list[int], n: int) -> list[int]:
+    model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    with torch.no_grad():
+        generated = model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, pad_token_id=0)
+    return generated[0, len(ids):].tolist()
+
+
+@pytest.fixture
+def reverse_run(tmp_path) -> Path:
+    params = {"length": 4, "num_digits": 5}
+    model = sharp_model(vocab_size=6, block_size=9)  # digits 0-4 and "="
+    return write_run(tmp_path / "reverse", model, {"task": {"name": "reverse", "params": params}})
+
+
+def test_task_run_round_trips_through_transformers(reverse_run, tmp_path, capsys):
+    out = tmp_path / "hf"
+    assert cli.main(["export", "--run", str(reverse_run), "--hf", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    ids = tokenizer("3 1 4 0 =")["input_ids"]
+    assert ids == [3, 1, 4, 0, 5]
+    from gptdecoder.train import load_run
+
+    ours = load_run(reverse_run).model.generate(torch.tensor([ids]), 4, do_sample=False)[0, 5:].tolist()
+    theirs = hf_greedy(out, ids, 4)
+    assert theirs == ours
+    assert tokenizer.decode(theirs) == " ".join(str(t) if t < 5 else "=" for t in ours)
+
+
+def test_export_replaces_a_previous_export(reverse_run, tmp_path):
+    out = tmp_path / "hf"
+    export.export_run(reverse_run, out)
+    export.export_run(reverse_run, out)
+    assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+
+
+def test_push_without_token_fails_before_writing(reverse_run, tmp_path, capsys):
+    out = tmp_path / "hf"
+    assert cli.main(["export", "--run", str(reverse_run), "--hf", str(out), "--push", "me/model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "HF_TOKEN" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_push_uploads_the_folder(reverse_run, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    class FakeApi:
+        def __init__(self, token):
+            calls.append(("token", token))
+
+        def create_repo(self, repo, exist_ok):
+            calls.append(("create", repo))
+            return f"https://huggingface.co/{repo}"
+
+        def upload_folder(self, folder_path, repo_id, commit_message):
+            calls.append(("upload", sorted(p.name for p in Path(folder_path).iterdir()), repo_id))
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=FakeApi))
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    out = tmp_path / "hf"
+    assert cli.main(["export", "--run", str(reverse_run), "--hf", str(out), "--push", "me/model"]) == 0
+    assert calls[0] == ("token", "hf_test") and calls[1] == ("create", "me/model")
+    assert "config.json" in calls[2][1] and "model.safetensors" in calls[2][1]
+    assert "https://huggingface.co/me/model" in capsys.readouterr().out

@@ -1,0 +1,161 @@
+"""``python -m gptdecoder generate``: streaming equals GPT.generate; task prompts; the REPL."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from gptdecoder import cli
+from gptdecoder.config import config_from_dict
+from gptdecoder.generate import Session, add_arguments, repl, stream_tokens
+from gptdecoder.model import GPT, GPTConfig
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def only_my_commands(monkeypatch):
+    """cli.main with just generate and export, so other commands' imports cannot interfere."""
+    monkeypatch.setattr(cli, "COMMANDS", {k: cli.COMMANDS[k] for k in ("generate", "export")})
+
+
+def sharp_model(vocab_size: int, block_size: int, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2, d_model=16)).eval()
+    with torch.no_grad():  # larger logits than the 0.02 init, so choices depend on the context
+        model.wte.weight.mul_(25)
+    return model
+
+
+def write_run(run_dir: Path, model: GPT, raw_config: dict) -> Path:
+    """A run directory as the trainer leaves it (config + ckpt.pt), without training."""
+    config = config_from_dict(raw_config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "model_config": dataclasses.asdict(model.config),
+             "config": config.to_dict(), "iter": 0}
+    torch.save(state, run_dir / "ckpt.pt")
+    return run_dir
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0.0), dict(temperature=0.9, top_k=5, seed=3),
+                                      dict(temperature=1.3, top_p=0.8, seed=7)])
+def test_stream_makes_the_choices_of_generate(sampling):
+    model = sharp_model(vocab_size=13, block_size=8)
+    prompt = [1, 5, 2]
+    seed = sampling.pop("seed", None)
+    temperature = sampling.pop("temperature")
+    expected = model.generate(torch.tensor([prompt]), 20, temperature=temperature or 1.0,
+                              do_sample=temperature > 0, seed=seed, **sampling)[0, 3:].tolist()
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    got = list(stream_tokens(model, prompt, 20, temperature, generator=generator, **sampling))
+    assert got == expected  # 20 new tokens: the window slides past block_size=8
+
+
+def test_long_prompt_feeds_only_the_last_window():
+    model = sharp_model(vocab_size=13, block_size=8)
+    prompt = [i % 13 for i in range(30)]
+    assert list(stream_tokens(model, prompt, 5, 0.0)) == list(stream_tokens(model, prompt[-8:], 5, 0.0))
+
+
+@pytest.fixture
+def sort_run(tmp_path) -> Path:
+    model = sharp_model(vocab_size=3, block_size=11)
+    return write_run(tmp_path / "sort", model, {"task": {"name": "sort", "params": {"length": 6, "num_digits": 3}}})
+
+
+def test_task_prompt_in_symbols(sort_run, capsys, only_my_commands):
+    assert cli.main(["generate", "--run", str(sort_run), "--prompt", "2 1 0 1 2 0"]) == 0
+    out = capsys.readouterr().out.strip()
+    prompt, _, rest = out.partition(" -> ")
+    assert prompt == "2 1 0 1 2 0"
+    answer = rest.split("  (")[0].split()
+    assert len(answer) == 6 and set(answer) <= {"0", "1", "2"}
+    expected = "correct" if answer == sorted("210120") else "expected 0 0 1 1 2 2"
+    assert expected in out
+
+
+def test_task_answer_is_greedy_decoding(sort_run, capsys, only_my_commands):
+    from gptdecoder.train import load_run
+
+    model = load_run(sort_run).model
+    greedy = model.generate(torch.tensor([[2, 1, 0, 1, 2, 0]]), 6, do_sample=False)[0, 6:].tolist()
+    cli.main(["generate", "--run", str(sort_run), "--prompt", "210120"])  # glued symbols work too
+    assert capsys.readouterr().out.split(" -> ")[1].split("  (")[0].split() == [str(t) for t in greedy]
+
+
+@pytest.mark.parametrize("prompt, message", [("2 1 x", "'x' is not one of the task's symbols: 0 1 2"),
+                                             ("", "empty prompt")])
+def test_bad_task_prompt_is_one_line(sort_run, capsys, only_my_commands, prompt, message):
+    assert cli.main(["generate", "--run", str(sort_run), "--prompt", prompt]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_missing_run_is_a_user_error(tmp_path, capsys, only_my_commands):
+    assert cli.main(["generate", "--run", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def session_for(run_dir: Path, *argv: str) -> tuple[Session, list]:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--run", str(run_dir), *argv])
+
+    class Out:
+        def __init__(self):
+            self.parts: list = []
+
+        def write(self, s):
+            self.parts.append(s)
+
+        def flush(self):
+            pass
+
+    out = Out()
+    return Session(run_dir, args, out), out.parts
+
+
+def scripted(lines):
+    """An input() stand-in: returns the lines, raises the exceptions, then EOF."""
+    items = iter(lines)
+
+    def read(prompt):
+        assert prompt == ">> "
+        item = next(items, EOFError)
+        if isinstance(item, type) and issubclass(item, BaseException):
+            raise item()
+        return item
+
+    return read
+
+
+def test_repl_keeps_going_after_errors_and_ctrl_c(sort_run, monkeypatch):
+    session, parts = session_for(sort_run)
+    answers = iter([KeyboardInterrupt, None])
+    original = session.respond
+
+    def respond(line):  # the second prompt is "interrupted" mid-generation
+        if line == "0 0 0 0 0 0" and next(answers) is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        original(line)
+
+    monkeypatch.setattr(session, "respond", respond)
+    repl(session, scripted(["2 1 0 1 2 0", "0 0 0 0 0 0", "2 2 q", KeyboardInterrupt, "1 1 1 0 0 0", "quit", "2 2 2"]))
+    text = "".join(parts)
+    assert text.count(" -> ") == 2  # two answered, then quit before the last
+    assert "[stopped]" in text and "error: 'q' is not one of the task's symbols" in text
+
+
+def test_repl_exits_on_eof(sort_run):
+    session, parts = session_for(sort_run)
+    repl(session, scripted(["1 0 1 0 1 0"]))  # then EOF (Ctrl-D)
+    assert "".join(parts).count(" -> ") == 1
