@@ -360,7 +360,7 @@ function draw() {
       td.style.background = colour(w);
       if (k === data.boundary) td.classList.add("boundary");
       td.onmouseenter = () => {
-        info.textContent = `query ${q} (${data.tokens[q]}) -> key ${k} (${data.tokens[k]}): ${w}` +
+        info.textContent = `query ${q} (${data.tokens[q]}) -> key ${k} (${data.tokens[k]}): ${+w.toPrecision(6)}` +
           (k > q ? "   [future position: should be 0]" : "");
       };
     });
@@ -447,11 +447,12 @@ def most_varied(examples: Sequence[tuple[list[int], list[int]]]) -> int:
 
 
 def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example: Optional[int] = None,
-                      fmt: str = "png", ablation_examples: int = 500) -> list[Path]:
+                      fmt: str = "png", ablation_examples: int = 500, html_views: bool = False) -> list[Path]:
     """Render the attention lab's pictures for one held-out example of a trained task run.
 
     ``example`` indexes ``task.test_examples(ablation_examples)``; by default the most
     varied prompt is drawn. The head-ablation heatmap uses all those examples.
+    ``html_views`` also writes our offline viewer and bertviz's two views as HTML files.
     """
     from gptdecoder.ablate import encode_examples, head_ablation_scores
     from gptdecoder.errors import UserError
@@ -483,7 +484,13 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
             scores.numpy(), f"{task.name}: held-out accuracy with one head zero-ablated",
             "exact-match accuracy", baseline=baseline),
     }
-    return [save_figure(fig, out / f"{name}.{fmt}") for name, fig in figures.items()]
+    paths = [save_figure(fig, out / f"{name}.{fmt}") for name, fig in figures.items()]
+    if html_views:
+        title = f"{task.name}: {task.format(prompt)} -> {task.format(answer)}"
+        paths.append(write_attention_viewer(out / "attention_viewer.html", patterns, tokens, title, boundary))
+        for view in ("head", "model"):
+            paths.append(write_bertviz_html(out / f"bertviz_{view}_view.html", patterns, tokens, view))
+    return paths
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -495,9 +502,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", default="docs/img", help="output directory (default docs/img)")
     parser.add_argument("--example", type=int, help="which held-out example to draw (default: the most varied)")
     parser.add_argument("--format", choices=("png", "svg"), default="png")
+    parser.add_argument("--html", action="store_true",
+                        help="also write attention_viewer.html (offline) and bertviz's head and model views")
     args = parser.parse_args(argv)
     try:
-        paths = render_run_images(args.run, args.out, args.example, args.format)
+        paths = render_run_images(args.run, args.out, args.example, args.format, html_views=args.html)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
