@@ -127,3 +127,12 @@ def test_ablate_command_missing_run_is_a_user_error(tmp_path):
     from gptdecoder.cli import main
 
     assert main(["ablate", "--run", str(tmp_path / "nope")]) == 2
+
+
+def test_readme_pictures_from_a_run(tiny_run, tmp_path):
+    from gptdecoder.viz import render_run_images
+
+    paths = render_run_images(tiny_run, tmp_path, ablation_examples=20, html_views=True)
+    names = {p.name for p in paths}
+    assert {"attention_all_heads.png", "head_ablation.png", "attention_viewer.html"} <= names
+    assert all(p.stat().st_size > 0 for p in paths)
