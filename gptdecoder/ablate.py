@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from gptdecoder.errors import UserError
+from gptdecoder.hooks import HookFn
 
 Cache = Mapping[str, torch.Tensor]
 Head = tuple[int, int]  # (layer, head)
@@ -104,7 +105,7 @@ def ablation_hooks(
     heads: Iterable[Head],
     mode: str = "zero",
     means: Optional[Mapping[int, torch.Tensor]] = None,
-) -> list[tuple[str, object]]:
+) -> list[tuple[str, HookFn]]:
     """Forward hooks that replace the chosen heads' hook_z by zeros or by ``means``.
 
     hook_z is [B, T, heads, d_head]: one slice per head, before the heads are mixed by
