@@ -295,7 +295,7 @@ class GPT(nn.Module):
                 loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
         return logits, loss
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def generate(
         self,
         idx: torch.Tensor,
@@ -334,22 +334,25 @@ class GPT(nn.Module):
         out = idx.new_empty((B, T + max_new_tokens))  # (B, T + max_new_tokens)
         out[:, :T] = idx
         n = T  # tokens in out so far
-        cache: Optional[KVCache] = None
-        for _ in range(max_new_tokens):
-            if cache is not None and n <= block:
-                logits, _ = self(out[:, n - 1 : n], kv_cache=cache)  # one new position
-            else:  # first step, or the window slid: encode the last block_size tokens
-                window = out[:, max(0, n - block) : n]
-                cache = KVCache(self.config, B, block)
-                logits, _ = self(window, kv_cache=cache)
-            next_id = self.sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)  # (B, 1)
-            if stop.numel():  # rows already done repeat their stop token
-                next_id = torch.where(done[:, None], out[:, n - 1 : n], next_id)
-                done |= torch.isin(next_id[:, 0], stop)
-            out[:, n : n + 1] = next_id
-            n += 1
-            if stop.numel() and bool(done.all()):
-                break
+        # inference_mode skips autograd bookkeeping (cheaper than no_grad per token). `out` is
+        # created outside it, so the result is an ordinary tensor that callers may train on.
+        with torch.inference_mode():
+            cache: Optional[KVCache] = None
+            for _ in range(max_new_tokens):
+                if cache is not None and n <= block:
+                    logits, _ = self(out[:, n - 1 : n], kv_cache=cache)  # one new position
+                else:  # first step, or the window slid: encode the last block_size tokens
+                    window = out[:, max(0, n - block) : n]
+                    cache = KVCache(self.config, B, block)
+                    logits, _ = self(window, kv_cache=cache)
+                next_id = self.sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)  # (B, 1)
+                if stop.numel():  # rows already done repeat their stop token
+                    next_id = torch.where(done[:, None], out[:, n - 1 : n], next_id)
+                    done |= torch.isin(next_id[:, 0], stop)
+                out[:, n : n + 1] = next_id
+                n += 1
+                if stop.numel() and bool(done.all()):
+                    break
         return out[:, :n]
 
     @staticmethod

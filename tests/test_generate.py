@@ -109,3 +109,16 @@ def test_generate_under_bf16_autocast(model):
     with runtime.autocast("cpu", "bf16"):
         out = model.generate(torch.zeros(2, 1, dtype=torch.long), 12, do_sample=False)
     assert out.shape == (2, 13) and int(out.max()) < 23
+
+
+def test_generated_tokens_can_be_trained_on(model):
+    """generate runs under inference_mode internally; its output must still work with autograd."""
+    out = model.generate(torch.zeros(2, 1, dtype=torch.long), 6, seed=0)
+    assert not out.is_inference()
+    model.train()
+    try:
+        _, loss = model(out[:, :-1], out[:, 1:])
+        loss.backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
