@@ -28,6 +28,7 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager, Optional, Sequence
@@ -448,3 +449,190 @@ def _sum_nats(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: 
     with autocast() if autocast is not None else contextlib.nullcontext():
         logits, _ = model(x)
     return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+
+
+# -- training (``task.name: text``) ------------------------------------------------------
+
+
+class TextBatches:
+    """Random training windows; the batch of step i depends only on (seed, rank, i), so a
+    resumed run continues with the batches it would have seen (as TaskBatches)."""
+
+    def __init__(self, corpus: TextCorpus, batch_size: int, block_size: int, seed: int, rank: int = 0,
+                 device: str = "cpu") -> None:
+        self.corpus, self.batch_size, self.block_size = corpus, batch_size, block_size
+        self.seed, self.rank, self.device = seed, rank, device
+
+    def get_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(zlib.crc32(f"{self.seed}/{self.rank}/{step}".encode()))
+        x, y = self.corpus.get_batch("train", self.batch_size, self.block_size, generator)
+        mask = torch.ones(x.shape, device=self.device)  # every next character counts
+        return x.to(self.device), y.to(self.device), mask
+
+
+def val_scorer(corpus: TextCorpus, block_size: int, device: str, precision: str,
+               windows: Optional[int] = None) -> Callable[[torch.nn.Module], dict]:
+    """``model -> {"val_loss", "val_bits_per_byte"}`` over the whole val split, or over its
+    first ``windows`` context windows (a cheap estimate for evaluations during training)."""
+    from gptdecoder import runtime
+
+    tokens = corpus.val if windows is None else corpus.val[: windows * block_size + 1]
+    n_bytes = corpus.val_bytes if windows is None else len(corpus.tokenizer.decode_bytes(tokens[1:].tolist()))
+
+    def score(model: torch.nn.Module) -> dict:
+        s = evaluate_split(model, tokens, n_bytes, block_size, device, lambda: runtime.autocast(device, precision))
+        return {"val_loss": s.loss, "val_bits_per_byte": s.bits_per_byte}
+
+    return score
+
+
+def plot_losses(path: Path, records: list[dict]) -> None:
+    """Training loss per logged step and validation loss per evaluation, one PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for key, label, style in (("loss", "train (batch)", "-"), ("val_loss", "validation", "o-")):
+        points = [(r["iter"], r[key]) for r in records if key in r]
+        if points:
+            ax.plot(*zip(*points), style, label=label, markersize=4)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+@dataclass
+class TextTraining:
+    """Everything a text run needs, built and checked, before the first step."""
+
+    config: object  # gptdecoder.config.Config
+    corpus: TextCorpus
+    trainer: object  # gptdecoder.train.Trainer
+    log: object  # gptdecoder.train.MetricsLog (None off the main process)
+    device: str
+    precision: str
+    is_main: bool
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.output.dir)
+
+    def checkpoint(self, trainer) -> None:
+        from gptdecoder.train import save_checkpoint
+
+        if self.is_main:
+            save_checkpoint(self.run_dir / "ckpt.pt", trainer, self.config)
+
+
+def setup_text_training(config, resume: bool = False, say: Callable[[str], None] = print) -> TextTraining:
+    """Corpus, tokenizer, model and Trainer for ``task.name: text``; writes config.yaml and
+    tokenizer/ into the run directory. Every user mistake is raised before a step is taken."""
+    import dataclasses
+    import random
+
+    from gptdecoder import runtime
+    from gptdecoder.config import gpt_config, save_config
+    from gptdecoder.model import GPT
+    from gptdecoder.train import MetricsLog, Trainer, init_distributed, read_checkpoint
+
+    run_dir = Path(config.output.dir)
+    device = runtime.resolve_device(config.train.device)
+    precision = runtime.resolve_precision(config.train.precision, device)
+    dist_info = init_distributed(device)
+    corpus = prepare_corpus(config.data, log=say)
+    block_size = config.model.block_size
+    corpus.check_block_size(block_size)
+    model_config = gpt_config(config, corpus.tokenizer.n_vocab)
+    resume_state = None
+    if resume:
+        resume_state = read_checkpoint(run_dir / "ckpt.pt", device)
+        if resume_state["model_config"] != dataclasses.asdict(model_config):
+            raise UserError(f"cannot resume {str(run_dir)!r}: its model or tokenizer differs from this config")
+    per_rank, rem = divmod(config.train.batch_size, dist_info.world_size)
+    if rem or per_rank % config.train.grad_accum:
+        raise UserError(f"train.batch_size={config.train.batch_size} must split evenly over "
+                        f"{dist_info.world_size} process(es) x train.grad_accum={config.train.grad_accum}")
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        corpus.tokenizer.save(run_dir / TOKENIZER_DIR)
+
+    if config.train.num_threads:
+        torch.set_num_threads(config.train.num_threads)
+    torch.manual_seed(config.train.seed)
+    random.seed(config.train.seed)
+    model = GPT(model_config).to(device)
+    quick = val_scorer(corpus, block_size, device, precision, windows=config.eval.quick_examples)
+    log = MetricsLog(run_dir, config, append=resume) if dist_info.is_main else None
+    batches = TextBatches(corpus, per_rank, block_size, config.train.seed, dist_info.rank, device)
+    trainer = Trainer(model, config.train, batches, quick, log, device, precision, dist_info)
+    if resume_state is not None:
+        trainer.load_state_dict(resume_state)
+        say(f"resuming {run_dir} at iter {trainer.step}")
+    say(f"training on {config.data.path} ({corpus.tokenizer.kind} tokenizer, {corpus.tokenizer.n_vocab} tokens, "
+        f"{len(corpus.train):,} train / {len(corpus.val):,} val tokens), {model.num_params():,} params, "
+        f"{device}, {precision}")
+    return TextTraining(config, corpus, trainer, log, device, precision, dist_info.is_main)
+
+
+def train_text(config, resume: bool = False, progress: bool = True, verbose: bool = True) -> dict:
+    """train_from_config for ``task.name: text``: the same Trainer, run directory and
+    checkpoint, fed with text windows and scored by validation loss and bits per byte.
+
+    Writes config.yaml, metrics.jsonl, ckpt.pt, tokenizer/ (what generate and export
+    decode with), results.json and loss.png into ``config.output.dir``.
+    """
+    import time
+
+    say = print if verbose else (lambda *a, **k: None)
+    run = setup_text_training(config, resume, say)
+    wall0 = time.perf_counter()
+    run.trainer.fit(run.checkpoint, progress=progress)
+    wall = time.perf_counter() - wall0
+    if not run.is_main:
+        return {}
+    results = text_results(run, wall)
+    run_dir = run.run_dir
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    run.log.records.append({"iter": results["iters"], "val_loss": results["val_loss"]})
+    run.log.close()
+    if config.output.plots:
+        plot_losses(run_dir / "loss.png", run.log.records)
+    say(f"val loss {results['val_loss']:.4f} ({results['val_bits_per_byte']:.3f} bits/byte) over the whole "
+        f"validation split after {results['iters']} iters; {results['train_seconds']:.1f} s of training "
+        f"({results['tokens_per_second']:,} tokens/s), wall {wall:.1f} s\n"
+        f"files in {run_dir}/: config.yaml metrics.jsonl ckpt.pt tokenizer/ results.json loss.png\n"
+        f"sample from it: python -m gptdecoder generate --run {run_dir} --prompt \"...\"")
+    return results
+
+
+def text_results(run: TextTraining, wall_seconds: float) -> dict:
+    """results.json for a text run; the validation score covers the whole split."""
+    import dataclasses
+
+    trainer, corpus, config = run.trainer, run.corpus, run.config
+    model = trainer.model
+    final = val_scorer(corpus, model.config.block_size, run.device, run.precision)(model)
+    return {
+        "task": "text",
+        "data": dataclasses.asdict(config.data),
+        "tokenizer": corpus.tokenizer.kind,
+        "vocab_size": corpus.tokenizer.n_vocab,
+        "params": model.num_params(),
+        "model": dataclasses.asdict(model.config),
+        "iters": trainer.step,
+        "val_loss": round(final["val_loss"], 4),
+        "val_bits_per_byte": round(final["val_bits_per_byte"], 4),
+        "val_tokens": len(corpus.val) - 1,
+        "val_bytes": corpus.val_bytes,
+        "final_train_loss": trainer.last_loss,
+        "train_seconds": round(trainer.train_seconds, 3),
+        "train_wall_seconds": round(wall_seconds, 3),
+        "tokens_per_second": round(trainer.tokens_seen / max(trainer.train_seconds, 1e-9)),
+        "device": run.device,
+        "precision": run.precision,
+        "seed": config.train.seed,
+    }
