@@ -233,27 +233,35 @@ def plot_head_scores(
     title: str,
     label: str,
     baseline: Optional[float] = None,
+    rows: Optional[Sequence[str]] = None,
+    columns: Optional[Sequence[str]] = None,
 ) -> Figure:
-    """A layer x head heatmap of one number per head (e.g. accuracy with that head ablated).
+    """A heatmap of one number per cell, written in: by default layer x head.
 
-    Dark cells are the heads that matter (accuracy drops without them); each cell
-    has its value written in, and the title gives the un-ablated ``baseline``.
+    For head ablation (accuracy with that head removed) dark cells are the heads that
+    matter, and the title gives the un-ablated ``baseline``. ``rows`` / ``columns``
+    relabel the axes, e.g. hook points x positions for an activation-patching sweep.
+    The colour scale spans 0..1 and stretches to include any value outside it.
     """
     scores = np.asarray(scores, dtype=float)
-    n_layer, n_head = scores.shape
-    fig = Figure(figsize=(1.1 * n_head + 2.8, 0.8 * n_layer + 1.8), layout="constrained")
+    n_rows, n_cols = scores.shape
+    rows = rows or [f"layer {layer}" for layer in range(n_rows)]
+    columns = columns or [f"head {head}" for head in range(n_cols)]
+    rotate = n_cols > 8  # many columns: vertical labels, narrower cells
+    width = (0.6 if rotate else 1.1) * n_cols + 0.08 * max(len(r) for r in rows) + 2.2
+    fig = Figure(figsize=(width, 0.8 * n_rows + 1.8), layout="constrained")
     ax = fig.subplots()
-    image = ax.imshow(scores, cmap="magma", vmin=0.0, vmax=max(1.0, float(np.nanmax(scores))),
-                      interpolation="nearest", aspect="auto")
-    for layer in range(n_layer):
-        for head in range(n_head):
-            value = scores[layer, head]
-            ax.text(head, layer, f"{value:.2f}", ha="center", va="center", fontsize=10,
-                    color="white" if value < 0.6 else "black")
-    ax.set_xticks(range(n_head))
-    ax.set_xticklabels([f"head {h}" for h in range(n_head)])
-    ax.set_yticks(range(n_layer))
-    ax.set_yticklabels([f"layer {layer}" for layer in range(n_layer)])
+    vmin, vmax = min(0.0, float(np.nanmin(scores))), max(1.0, float(np.nanmax(scores)))
+    image = ax.imshow(scores, cmap="magma", vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
+    for r in range(n_rows):
+        for c in range(n_cols):
+            value = scores[r, c]
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=9,
+                    color="white" if value < vmin + 0.6 * (vmax - vmin) else "black")
+    ax.set_xticks(range(n_cols))
+    ax.set_xticklabels(columns, rotation=90 if rotate else 0)
+    ax.set_yticks(range(n_rows))
+    ax.set_yticklabels(rows)
     ax.set_title(title + (f"\n(no ablation: {baseline:.2f})" if baseline is not None else ""), fontsize=11)
     fig.colorbar(image, ax=ax, label=label)
     return fig
