@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import torch
-from torch import nn
 
 from gptdecoder.errors import UserError
 from gptdecoder.hooks import HookFn
+from gptdecoder.model import GPT
+from gptdecoder.tasks import build_example
+from gptdecoder.train import load_run
 
 Cache = Mapping[str, torch.Tensor]
 Head = tuple[int, int]  # (layer, head)
@@ -45,7 +47,7 @@ def z_name(layer: int) -> str:
 
 
 @torch.no_grad()
-def capture_attention(model: nn.Module, idx: torch.Tensor) -> list[torch.Tensor]:
+def capture_attention(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
     """Attention patterns of every layer for idx (B, T): a list of [B, heads, T, T].
 
     Only the patterns are kept (not every hook point), so this is cheap enough to call
@@ -89,7 +91,7 @@ def _heads_by_layer(heads: Iterable[Head]) -> dict[int, list[int]]:
 
 
 @torch.no_grad()
-def mean_head_outputs(model: nn.Module, reference_idx: torch.Tensor) -> dict[int, torch.Tensor]:
+def mean_head_outputs(model: GPT, reference_idx: torch.Tensor) -> dict[int, torch.Tensor]:
     """Each layer's hook_z averaged over a reference batch: {layer: [T, heads, d_head]}.
 
     The mean keeps one value per position, because what a head writes usually depends
@@ -138,7 +140,7 @@ def ablation_hooks(
 
 @torch.no_grad()
 def ablate_heads(
-    model: nn.Module,
+    model: GPT,
     idx: torch.Tensor,
     heads: Iterable[Head],
     mode: str = "zero",
@@ -178,7 +180,7 @@ def _position_and_head_dims(name: str) -> tuple[int, Optional[int]]:
 
 @torch.no_grad()
 def patch_activations(
-    model: nn.Module,
+    model: GPT,
     corrupted_idx: torch.Tensor,
     clean_cache: Cache,
     hook_name: str,
@@ -236,8 +238,6 @@ class HeldOut:
 
 def encode_examples(examples: Sequence[tuple[list[int], list[int]]]) -> HeldOut:
     """(prompt, answer) pairs -> padded tensors via the task's own build_example."""
-    from gptdecoder.tasks import build_example
-
     rows = [build_example(prompt, answer) for prompt, answer in examples]
     T = max(len(x) for x, _, _ in rows)
     x = torch.zeros(len(rows), T, dtype=torch.long)
@@ -249,7 +249,7 @@ def encode_examples(examples: Sequence[tuple[list[int], list[int]]]) -> HeldOut:
 
 
 @torch.no_grad()
-def exact_match(model: nn.Module, data: HeldOut, fwd_hooks: Sequence = (), batch_size: int = 1024) -> float:
+def exact_match(model: GPT, data: HeldOut, fwd_hooks: Sequence = (), batch_size: int = 1024) -> float:
     """Share of examples whose every answer token is the model's top prediction.
 
     One teacher-forced forward pass instead of decoding: greedy decoding reproduces the
@@ -268,7 +268,7 @@ def exact_match(model: nn.Module, data: HeldOut, fwd_hooks: Sequence = (), batch
     return correct / max(1, data.x.size(0))
 
 
-def head_ablation_scores(model: nn.Module, data: HeldOut, mode: str = "zero") -> tuple[float, torch.Tensor]:
+def head_ablation_scores(model: GPT, data: HeldOut, mode: str = "zero") -> tuple[float, torch.Tensor]:
     """(accuracy without ablation, [layer, head] accuracy with that one head ablated).
 
     Mean ablation averages each head over the held-out batch itself, per position.
@@ -308,8 +308,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptdecoder.train import load_run
-    from gptdecoder.viz import plot_head_scores, save_figure
+    from gptdecoder.viz import plot_head_scores, save_figure  # here: viz imports this module
 
     if args.examples < 1:
         raise UserError(f"--examples {args.examples}: expected at least 1")

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from torch import nn
 
+from gptdecoder.config import gpt_config, load_config
 from gptdecoder.errors import UserError
+from gptdecoder.model import GPT
+from gptdecoder.tasks import Task, build_example, get_task
+from gptdecoder.train import load_run
 
 # Logits at positions <= t may differ by float noise at most this much when tokens after
 # t change; a real leak through attention moves them by orders of magnitude more.
@@ -119,7 +122,7 @@ def causal_mask_text(T: int, mask_mode: str) -> str:
 
 @torch.no_grad()
 def head_steps(
-    model: nn.Module, idx: torch.Tensor, layer: int, head: int, fwd_hooks: HookList = ()
+    model: GPT, idx: torch.Tensor, layer: int, head: int, fwd_hooks: HookList = ()
 ) -> dict[str, torch.Tensor]:
     """One head's attention for idx (1, T), as four [T, T] matrices in computation order.
 
@@ -144,7 +147,7 @@ def head_steps(
 
 
 @torch.no_grad()
-def check_patterns(model: nn.Module, idx: torch.Tensor, fwd_hooks: HookList = ()) -> list[Check]:
+def check_patterns(model: GPT, idx: torch.Tensor, fwd_hooks: HookList = ()) -> list[Check]:
     """Every layer and head: exact zeros above the diagonal, and rows summing to 1."""
     n_layer = model.config.n_layer
     with model.hooks(fwd_hooks=list(fwd_hooks)):
@@ -172,7 +175,7 @@ def check_loss_mask(loss_mask: Sequence[int], prompt_len: int) -> Check:
 
 
 @torch.no_grad()
-def check_causality(model: nn.Module, idx: torch.Tensor, vocab_size: int, fwd_hooks: HookList = ()) -> Check:
+def check_causality(model: GPT, idx: torch.Tensor, vocab_size: int, fwd_hooks: HookList = ()) -> Check:
     """Changing the tokens after position t must leave the logits at positions <= t unchanged.
 
     All t at once: row t of a batch is idx with every token after t replaced by a
@@ -195,7 +198,7 @@ def check_causality(model: nn.Module, idx: torch.Tensor, vocab_size: int, fwd_ho
 
 
 def check_gradient(
-    model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor,
+    model: GPT, idx: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor,
     prompt_len: int, fwd_hooks: HookList = (),
 ) -> Check:
     """No gradient from the loss reaches the logits at prompt positions (their targets are masked).
@@ -231,15 +234,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for the freshly initialised model")
 
 
-def load_model_and_task(args: argparse.Namespace) -> tuple[nn.Module, object, str]:
+def load_model_and_task(args: argparse.Namespace) -> tuple[GPT, Task, str]:
     """(model in eval mode on CPU, task, where the model came from) for the command's arguments."""
-    from gptdecoder.config import gpt_config, load_config
-    from gptdecoder.model import GPT
-    from gptdecoder.tasks import get_task
-
     if args.run:
-        from gptdecoder.train import load_run
-
         run = load_run(args.run, device="cpu")
         if run.task is None:
             raise UserError(f"run {args.run!r} was trained on text, not a task: inspect-masks needs a task run")
@@ -266,8 +263,6 @@ def run(args: argparse.Namespace) -> int:
     examples = task.test_examples(EXAMPLE_POOL, seed=0)
     if not 0 <= args.example < len(examples):
         raise UserError(f"--example {args.example}: there are {len(examples)} held-out examples (0..{len(examples) - 1})")
-
-    from gptdecoder.tasks import build_example
 
     prompt, answer = examples[args.example]
     x, y, loss_mask = build_example(prompt, answer)

@@ -26,6 +26,11 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from gptdecoder.ablate import capture_attention, encode_examples, head_ablation_scores
+from gptdecoder.errors import UserError
+from gptdecoder.tasks import build_example
+from gptdecoder.train import load_run
+
 Patterns = Union[torch.Tensor, Sequence[torch.Tensor]]  # [L, B, H, T, T] or L x [B, H, T, T]
 
 CMAP = "viridis"  # perceptually uniform, and 0 (dark) is clearly different from small values
@@ -426,9 +431,6 @@ def write_attention_viewer(
 
 def example_views(model, task, prompt: list[int], answer: list[int]) -> dict:
     """Everything the pictures of one example need: patterns, labels, boundary, answer probabilities."""
-    from gptdecoder.ablate import capture_attention
-    from gptdecoder.tasks import build_example
-
     x, y, mask = build_example(prompt, answer)
     idx = torch.tensor([x])
     patterns = capture_attention(model, idx)
@@ -462,10 +464,6 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
     varied prompt is drawn. The head-ablation heatmap uses all those examples.
     ``html_views`` also writes our offline viewer and bertviz's two views as HTML files.
     """
-    from gptdecoder.ablate import encode_examples, head_ablation_scores
-    from gptdecoder.errors import UserError
-    from gptdecoder.train import load_run
-
     run = load_run(run_dir, device="cpu")
     if run.task is None:
         raise UserError(f"run {str(run_dir)!r} was trained on text; these pictures need a task run")
@@ -503,8 +501,6 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m gptdecoder.viz --run DIR --out DIR``: write the pictures, print their paths."""
-    from gptdecoder.errors import UserError
-
     parser = argparse.ArgumentParser(prog="python -m gptdecoder.viz", description=main.__doc__)
     parser.add_argument("--run", default="runs/config", help="trained task run (default runs/config)")
     parser.add_argument("--out", default="docs/img", help="output directory (default docs/img)")
