@@ -300,7 +300,9 @@ def markdown_table(rows: list[dict], baseline: float, mode: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run directory written by the trainer (e.g. runs/config)")
+    # dest run_dir: the command line keeps each command's entry point in args.run
+    parser.add_argument("--run", dest="run_dir", metavar="DIR", required=True,
+                        help="run directory written by the trainer (e.g. runs/config)")
     parser.add_argument("--mode", choices=("zero", "mean"), default="zero",
                         help="replace the head's output by zeros, or by its mean over the held-out set")
     parser.add_argument("--examples", type=int, default=1000, help="held-out examples to score (default 1000)")
@@ -312,10 +314,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.examples < 1:
         raise UserError(f"--examples {args.examples}: expected at least 1")
-    loaded = load_run(args.run, device="cpu")
+    loaded = load_run(args.run_dir, device="cpu")
     model, task = loaded.model.eval(), loaded.task
     if task is None:
-        raise UserError(f"run {args.run!r} was trained on text, not a task: ablate scores held-out task accuracy")
+        raise UserError(f"run {args.run_dir!r} was trained on text, not a task: ablate scores held-out task accuracy")
     data = encode_examples(task.test_examples(args.examples, seed=0))
     baseline, scores = head_ablation_scores(model, data, args.mode)
     rows = ablation_rows(baseline, scores)

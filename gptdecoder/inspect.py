@@ -112,7 +112,9 @@ def alignment_table(symbols: Sequence[str], x: Sequence[int], y: Sequence[int], 
 
 def causal_mask_text(T: int, mask_mode: str) -> str:
     """The mask the model applies: 1 where query i may look at key j."""
-    mask = torch.tril(torch.ones(T, T, dtype=torch.long)) if mask_mode == "causal" else torch.ones(T, T, dtype=torch.long)
+    mask = torch.ones(T, T, dtype=torch.long)
+    if mask_mode == "causal":
+        mask = torch.tril(mask)
     header = "q\\k " + " ".join(f"{j:>2}" for j in range(T))
     return "\n".join([header] + [f"{i:>3} " + " ".join(f"{v:>2}" for v in row) for i, row in enumerate(mask.tolist())])
 
@@ -223,7 +225,9 @@ def check_gradient(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", default="config.yaml",
                         help="YAML config whose task and model are used (default: config.yaml; ignored with --run)")
-    parser.add_argument("--run", help="a trained run directory; default: a freshly initialised model")
+    # dest run_dir: the command line keeps each command's entry point in args.run
+    parser.add_argument("--run", dest="run_dir", metavar="DIR",
+                        help="a trained run directory; default: a freshly initialised model")
     parser.add_argument("--example", type=int, default=0, help="which held-out example (default 0)")
     parser.add_argument("--layer", type=int, default=0, help="layer of the head to step through (default 0)")
     parser.add_argument("--head", type=int, default=0, help="head to step through (default 0)")
@@ -236,11 +240,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_model_and_task(args: argparse.Namespace) -> tuple[GPT, Task, str]:
     """(model in eval mode on CPU, task, where the model came from) for the command's arguments."""
-    if args.run:
-        run = load_run(args.run, device="cpu")
+    if args.run_dir:
+        run = load_run(args.run_dir, device="cpu")
         if run.task is None:
-            raise UserError(f"run {args.run!r} was trained on text, not a task: inspect-masks needs a task run")
-        return run.model.eval(), run.task, f"trained run {args.run}"
+            raise UserError(f"run {args.run_dir!r} was trained on text: inspect-masks needs a task run")
+        return run.model.eval(), run.task, f"trained run {args.run_dir}"
     config = load_config(args.config)
     task = get_task(config.task.name, **config.task.params)
     torch.manual_seed(args.seed)
@@ -262,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--head {args.head}: the model has heads 0..{n_head - 1}")
     examples = task.test_examples(EXAMPLE_POOL, seed=0)
     if not 0 <= args.example < len(examples):
-        raise UserError(f"--example {args.example}: there are {len(examples)} held-out examples (0..{len(examples) - 1})")
+        raise UserError(f"--example {args.example}: expected 0..{len(examples) - 1} ({len(examples)} held-out examples)")
 
     prompt, answer = examples[args.example]
     x, y, loss_mask = build_example(prompt, answer)
@@ -274,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
     broken = no_causal_mask_hooks(n_layer) if args.mask == "none" else []
 
     print(f"model: {source}")
-    print(f"task: {task.name}, held-out example {args.example}: prompt {task.format(prompt)!r} -> answer {task.format(answer)!r}")
+    print(f"task: {task.name}, held-out example {args.example}: "
+          f"prompt {task.format(prompt)!r} -> answer {task.format(answer)!r}")
     if args.mask == "none" or args.loss_mask == "all":
         print(f"deliberately broken: mask={args.mask}, loss-mask={args.loss_mask} -- the checks below should FAIL")
     print("\n1. Alignment: the model reads input[i] and is trained to predict target[i] = input[i+1]")
