@@ -186,6 +186,11 @@ def check_type(value: Any, expected: Any, key: str) -> Any:
     ok = isinstance(value, base) and not (isinstance(value, bool) and base is not bool)
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if base is float and isinstance(value, str):
+        try:  # PyYAML reads 1e-3 (no dot) as a string, following YAML 1.1: accept it
+            return float(value)
+        except ValueError:
+            pass
     if not ok:
         raise UserError(f"{key}={value!r}: expected {type_name(expected)}, got {type(value).__name__}")
     return value

@@ -63,24 +63,29 @@ def collate(examples: list[Example], device: str = "cpu") -> Batch:
 class TaskBatches:
     """Random training examples of a task (never a test prompt), ``batch_size`` per step.
 
-    When the task's prompts can be listed (a small space such as sort 6 x {0,1,2}), all
+    When the task's prompts can be listed (a small space such as sort 6 x {0,1,2}) with
+    known sampling weights, all
     training examples are tensorised once and each batch is a random draw of rows, which
     is much faster than sampling and solving in Python every step.
     """
 
     def __init__(self, task: Task, batch_size: int, seed: int, rank: int = 0, device: str = "cpu") -> None:
         self.task, self.batch_size, self.seed, self.rank, self.device = task, batch_size, seed, rank, device
-        listed = task.all_prompts()
         self.pool: Optional[Batch] = None
+        listed = task.all_prompts()
         if listed is not None:
-            self.pool = collate([(p, task.solve(p)) for p in listed if not task.is_test(p)], device)
+            prompts = [p for p in listed if not task.is_test(p)]
+            weights = [task.prompt_weight(p) for p in prompts]
+            if None not in weights:
+                self.pool = collate([(p, task.solve(p)) for p in prompts], device)
+                self.weights = torch.tensor(weights, dtype=torch.float)
 
     def get_batch(self, step: int) -> Batch:
         step_seed = zlib.crc32(f"{self.seed}/{self.rank}/{step}".encode())  # stable across processes
         if self.pool is not None:
             generator = torch.Generator().manual_seed(step_seed)
-            rows = torch.randint(len(self.pool[0]), (self.batch_size,), generator=generator).to(self.device)
-            return tuple(t[rows] for t in self.pool)  # type: ignore[return-value]
+            rows = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=generator)
+            return tuple(t[rows.to(self.device)] for t in self.pool)  # type: ignore[return-value]
         rng = random.Random(step_seed)
         return collate([self.task.sample_train(rng) for _ in range(self.batch_size)], self.device)
 

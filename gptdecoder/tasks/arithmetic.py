@@ -67,6 +67,8 @@ class ModularTask(Task):
             raise ValueError(f"op={self.op!r}: expected '+', '-' or '*'")
         self.symbols = [str(i) for i in range(self.modulus)] + [self.op, "="]
 
+    samples_uniformly = True
+
     @property
     def seq_len(self) -> int:
         return 5
@@ -104,6 +106,10 @@ class ParityTask(Task):
         if self.length < 1 or (self.min_length is not None and not 1 <= self.min_length <= self.length):
             raise ValueError(f"length={self.length}, min_length={self.min_length}: expected 1 <= min_length <= length")
         self.symbols = ["0", "1", "="]
+
+    @property
+    def samples_uniformly(self) -> bool:
+        return self.min_length in (None, self.length)
 
     @property
     def seq_len(self) -> int:

@@ -72,6 +72,17 @@ class Task:
         return None
 
     @property
+    def samples_uniformly(self) -> bool:
+        """True when sample_prompt draws uniformly from all_prompts()."""
+        return False
+
+    def prompt_weight(self, prompt: list[int]) -> Optional[float]:
+        """How likely sample_prompt is to draw ``prompt``, relative to the other prompts of
+        all_prompts(); None when unknown. A trainer may then draw rows from a pre-built
+        table of all training examples with these weights instead of calling sample_prompt."""
+        return 1.0 if self.samples_uniformly else None
+
+    @property
     def seq_len(self) -> int:
         """The longest len(prompt) + len(answer); the model needs block_size >= seq_len - 1."""
         raise NotImplementedError

@@ -23,8 +23,9 @@ class SortTask(Task):
 
     With fixed length (min_length unset) there is no separator: the model knows where the
     answer starts by counting. With ``min_length`` the prompt length varies and ends in '='.
-    ``repeat_boost`` is the share of prompts drawn from only one or two digits; such
-    prompts (many repeats) are where small sorters make their mistakes.
+    ``repeat_boost`` makes prompts where one digit fills all but at most one position
+    (1 + repeat_boost) times as likely: e.g. 222221, where the lone 1 must come first.
+    Such prompts are rare (39 of 729 for 6 x {0,1,2}) and are where small sorters fail.
     """
 
     name = "sort"
@@ -38,8 +39,8 @@ class SortTask(Task):
         _check_length(self, self.length, self.min_length)
         if not 2 <= self.num_digits <= 10:
             raise ValueError(f"num_digits={self.num_digits}: expected 2..10")
-        if not 0.0 <= self.repeat_boost <= 1.0:
-            raise ValueError(f"repeat_boost={self.repeat_boost}: expected a number in [0, 1]")
+        if not 0.0 <= self.repeat_boost <= 100.0:
+            raise ValueError(f"repeat_boost={self.repeat_boost}: expected a number in [0, 100]")
         self.symbols = DIGITS[: self.num_digits] + (["="] if self.length_varies else [])
 
     @property
@@ -50,13 +51,21 @@ class SortTask(Task):
     def seq_len(self) -> int:
         return 2 * self.length + (1 if self.length_varies else 0)
 
+    def is_repetitive(self, digits: list[int]) -> bool:
+        return max(digits.count(d) for d in set(digits)) >= len(digits) - 1
+
+    def prompt_weight(self, prompt: list[int]) -> Optional[float]:
+        if self.length_varies:
+            return None  # lengths are drawn uniformly first: not a simple weight per prompt
+        return 1.0 + self.repeat_boost if self.is_repetitive(prompt) else 1.0
+
     def sample_prompt(self, rng: random.Random) -> list[int]:
         n = rng.randint(self.min_length, self.length) if self.length_varies else self.length
-        alphabet = list(range(self.num_digits))
-        if rng.random() < self.repeat_boost:
-            alphabet = rng.sample(alphabet, rng.randint(1, 2))
-        digits = [rng.choice(alphabet) for _ in range(n)]
-        return digits + ([self.token("=")] if self.length_varies else [])
+        while True:  # rejection sampling: repetitive prompts are kept more often
+            digits = [rng.randrange(self.num_digits) for _ in range(n)]
+            keep = (1.0 + self.repeat_boost) if self.is_repetitive(digits) else 1.0
+            if rng.random() * (1.0 + self.repeat_boost) < keep:
+                return digits + ([self.token("=")] if self.length_varies else [])
 
     def solve(self, prompt: list[int]) -> list[int]:
         digits = prompt[:-1] if self.length_varies else prompt
@@ -85,6 +94,10 @@ class _SeparatedSequenceTask(Task):
         self.symbols = DIGITS[: self.num_digits] + ["="]
 
     length_varies = True
+
+    @property
+    def samples_uniformly(self) -> bool:
+        return self.min_length in (None, self.length)
 
     @property
     def seq_len(self) -> int:
@@ -143,6 +156,10 @@ class HistogramTask(Task):
             raise ValueError(f"num_letters={self.num_letters}: expected 2..26")
         letters = [chr(ord("a") + i) for i in range(self.num_letters)]
         self.symbols = letters + ["="] + [str(c) for c in range(1, 10)]
+
+    @property
+    def samples_uniformly(self) -> bool:
+        return self.min_length in (None, self.length)
 
     @property
     def seq_len(self) -> int:
