@@ -28,7 +28,8 @@ from matplotlib.patches import Rectangle
 
 from gptdecoder.ablate import capture_attention, encode_examples, head_ablation_scores
 from gptdecoder.errors import UserError
-from gptdecoder.tasks import build_example
+from gptdecoder.model import GPT
+from gptdecoder.tasks import Task, build_example
 from gptdecoder.train import load_run
 
 Patterns = Union[torch.Tensor, Sequence[torch.Tensor]]  # [L, B, H, T, T] or L x [B, H, T, T]
@@ -61,13 +62,12 @@ def _tick_fontsize(n_labels: int, axis_inches: float) -> float:
     return float(np.clip(axis_inches * 72 / max(n_labels, 1) * 0.8, 4, 10))
 
 
-def _draw_boundary(ax, boundary: Optional[int], n: int, both_axes: bool = True) -> None:
+def _draw_boundary(ax, boundary: Optional[int], n: int) -> None:
     """Dashed lines between the last prompt token and the first answer token."""
     if boundary is None or not 0 < boundary < n:
         return
     ax.axvline(boundary - 0.5, color="white", linestyle="--", linewidth=1.0)
-    if both_axes:
-        ax.axhline(boundary - 0.5, color="white", linestyle="--", linewidth=1.0)
+    ax.axhline(boundary - 0.5, color="white", linestyle="--", linewidth=1.0)
 
 
 def _cell_text(value: float) -> str:
@@ -429,7 +429,7 @@ def write_attention_viewer(
 # -- the README's pictures from a trained run --------------------------------------------------
 
 
-def example_views(model, task, prompt: list[int], answer: list[int]) -> dict:
+def example_views(model: GPT, task: Task, prompt: list[int], answer: list[int]) -> dict:
     """Everything the pictures of one example need: patterns, labels, boundary, answer probabilities."""
     x, y, mask = build_example(prompt, answer)
     idx = torch.tensor([x])
