@@ -222,7 +222,7 @@ def plot_answer_distributions(
     for row, (pos, target) in enumerate(zip(positions, targets)):
         pick = int(p[row].argmax())
         mark = "ok" if pick == target else "WRONG"
-        row_labels.append(f"pos {pos}: want {symbols[target]}, picks {symbols[pick]} ({p[row, pick]:.2f}) {mark}")
+        row_labels.append(f"pos {pos}: want {symbols[target]}, picks {symbols[pick]} ({_cell_text(p[row, pick])}) {mark}")
     ax.set_yticks(range(n))
     ax.set_yticklabels(row_labels, fontsize=8)
     ax.set_xticks(range(vocab))
