@@ -271,7 +271,8 @@ def exact_match(model: GPT, data: HeldOut, fwd_hooks: Sequence = (), batch_size:
 def head_ablation_scores(model: GPT, data: HeldOut, mode: str = "zero") -> tuple[float, torch.Tensor]:
     """(accuracy without ablation, [layer, head] accuracy with that one head ablated).
 
-    Mean ablation averages each head over the held-out batch itself, per position.
+    Mean ablation averages each head over the held-out batch itself, per position
+    (for tasks of varying length the padding at a position is part of its mean).
     """
     means = mean_head_outputs(model, data.x) if mode == "mean" else None
     n_layer, n_head = model.config.n_layer, model.config.n_head
@@ -293,6 +294,7 @@ def ablation_rows(baseline: float, scores: torch.Tensor) -> list[dict]:
 
 
 def markdown_table(rows: list[dict], baseline: float, mode: str) -> str:
+    """The ablation rows as a markdown table under a one-line caption (pastes into a README)."""
     lines = [f"Held-out exact match with one head {mode}-ablated (no ablation: {baseline:.3f})", "",
              "| layer | head | accuracy | drop |", "|---:|---:|---:|---:|"]
     lines += [f"| {r['layer']} | {r['head']} | {r['accuracy']:.3f} | {r['drop']:+.3f} |" for r in rows]
