@@ -57,6 +57,7 @@ class TrainConfig:
     batch_size: int = 256  # sequences per optimizer step, split over DDP processes
     grad_accum: int = 1  # micro-batches per optimizer step (each batch_size / grad_accum)
     max_iters: int = 2000
+    max_seconds: Optional[float] = None  # also stop after this much training time
     lr: float = 3e-3
     min_lr: float = 3e-4  # the cosine decays from lr to min_lr
     warmup_iters: int = 50

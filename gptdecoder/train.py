@@ -326,7 +326,7 @@ class Trainer:
         return broadcast_flag(stop, self.dist)
 
     def fit(self, checkpoint: Optional[Callable[["Trainer"], None]] = None, progress: bool = True) -> bool:
-        """Train until max_iters or early stop; returns True if stopped early.
+        """Train until max_iters, the target accuracy or max_seconds; returns True if stopped early.
 
         ``checkpoint(trainer)`` is called every ckpt_interval steps and at the end.
         """
@@ -353,6 +353,8 @@ class Trainer:
                 bar.set_postfix(loss=f"{self.last_loss:.4f}", acc=f"{self.last_accuracy or 0:.3f}")
             if checkpoint and cfg.ckpt_interval and self.step % cfg.ckpt_interval == 0:
                 checkpoint(self)
+            if cfg.max_seconds is not None:  # rank 0's clock decides, so all ranks stop together
+                stopped = stopped or broadcast_flag(self.train_seconds >= cfg.max_seconds, self.dist)
             if stopped:
                 break
         bar.close()
@@ -568,7 +570,9 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
     if config.output.plots:
         from gptdecoder import plots
 
-        plots.plot_run(run_dir, log.records, model, task, test_set[0] if test_set else task.sample(random.Random(0)))
+        # show a prompt with many distinct symbols: its attention and predictions say more
+        example = max(test_set[:50], key=lambda e: len(set(e[0])))
+        plots.plot_run(run_dir, log.records, model, task, example)
     say(summary(results, run_dir))
     return results
 

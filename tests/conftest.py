@@ -1,0 +1,35 @@
+"""Shared test helpers: paths, a tiny config file, running demo.py in a subprocess."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# the models under test are tiny: one thread is fastest and keeps timings stable on a busy machine
+torch.set_num_threads(1)
+
+TINY_CONFIG = """
+model: {n_layer: 1, n_head: 2, d_model: 16}
+task: {name: sort, params: {length: 4, num_digits: 3}}
+train: {batch_size: 32, max_iters: 8, eval_interval: 4, log_interval: 2, warmup_iters: 2, precision: fp32}
+eval: {examples: 64, train_examples: 32}
+output: {plots: false}
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+def run_demo(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python demo.py ARGS`` as a user would run it."""
+    return subprocess.run([sys.executable, str(ROOT / "demo.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)

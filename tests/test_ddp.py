@@ -1,0 +1,24 @@
+"""Two-process DDP training on CPU (gloo) via torchrun; rank 0 alone writes the run directory."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and shutil.which("torchrun", path=str(ROOT)) is None,
+                    reason="torchrun not available")
+def test_torchrun_two_cpu_processes(tiny_config, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "demo.py"), "-c", str(tiny_config), "--out", str(out), "--set", "train.device=cpu"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["world_size"] == 2 and results["iters"] == 8
+    assert proc.stdout.count("held-out exact match") == 1  # only rank 0 reports

@@ -1,0 +1,110 @@
+"""Synthetic tasks: the pinned sequence format, well-formed samples, a stable disjoint split."""
+from __future__ import annotations
+
+import random
+import zlib
+
+import pytest
+
+from gptdecoder.config import longer_tasks
+from gptdecoder.errors import UserError
+from gptdecoder.tasks import TASKS, build_example, get_task, prompt_hash
+
+
+def test_sort_example_is_pinned():
+    task = get_task("sort", length=5, num_digits=3)
+    prompt = [1, 2, 1, 0, 1]
+    answer = task.solve(prompt)
+    assert answer == [0, 1, 1, 1, 2]
+    x, y, mask = build_example(prompt, answer)
+    assert x == [1, 2, 1, 0, 1, 0, 1, 1, 1]
+    assert y == [2, 1, 0, 1, 0, 1, 1, 1, 2]
+    assert mask == [0, 0, 0, 0, 1, 1, 1, 1, 1]
+
+
+def test_split_hash_is_stable_across_processes():
+    # CRC32 of the decimal text: the same number on every machine and Python version
+    assert prompt_hash([1, 2, 3]) == zlib.crc32(b"1,2,3")
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_samples_are_well_formed(name):
+    task = get_task(name)
+    assert task.name == name and task.vocab_size == len(task.symbols) == len(set(task.symbols))
+    rng = random.Random(0)
+    for _ in range(300):
+        prompt, answer = task.sample(rng)
+        assert prompt and answer
+        assert all(0 <= t < task.vocab_size for t in prompt + answer)
+        assert len(prompt) + len(answer) <= task.seq_len
+        assert task.solve(prompt) == answer
+        x, y, mask = build_example(prompt, answer)
+        assert len(x) == len(y) == len(mask) == len(prompt) + len(answer) - 1
+        assert sum(mask) == len(answer)
+        assert task.format(prompt)  # printable with the task's symbols
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_split_is_disjoint_and_deterministic(name):
+    task = get_task(name)
+    test = task.test_examples(300)
+    assert test == task.test_examples(300)  # same held-out set every time
+    assert test and all(task.is_test(p) for p, _ in test)
+    assert len({tuple(p) for p, _ in test}) == len(test)
+    rng = random.Random(1)
+    train_prompts = {tuple(task.sample_train(rng)[0]) for _ in range(300)}
+    assert not train_prompts & {tuple(p) for p, _ in test}
+    assert all(not task.is_test(p) for p, _ in task.train_examples(100))
+    # a fresh instance (another process, another run) splits the same way
+    assert [get_task(name).is_test(p) for p, _ in test] == [True] * len(test)
+
+
+def test_small_spaces_are_enumerated():
+    task = get_task("sort", length=6, num_digits=3)
+    everything = list(task.all_prompts())
+    assert len(everything) == 3**6
+    test = task.test_examples(5000)
+    assert len(test) == sum(task.is_test(p) for p in everything)  # all test prompts, not a sample
+
+
+def test_repeat_boost_matches_prompt_weight():
+    task = get_task("sort", length=6, num_digits=3, repeat_boost=2.0)
+    rng = random.Random(0)
+    n = 20000
+    share = sum(task.is_repetitive(task.sample_prompt(rng)) for _ in range(n)) / n
+    weights = [task.prompt_weight(p) for p in task.all_prompts()]
+    expected = sum(w for w in weights if w > 1) / sum(weights)  # 39 * 3 / (690 + 39 * 3)
+    assert abs(share - expected) < 0.02
+
+
+def test_length_generalisation_variants():
+    task = get_task("reverse", length=6)
+    longer = longer_tasks(task, 2)
+    assert [t.length for t in longer] == [7, 8]
+    assert longer[0].vocab_size == task.vocab_size
+    assert longer_tasks(get_task("sort"), 2) == []  # fixed-length sort has no separator
+
+
+def test_examples_of_some_tasks():
+    add = get_task("addition", num_digits=3, reverse_output=False)
+    prompt = [0, 4, 7, add.token("+"), 1, 2, 5, add.token("=")]
+    assert add.solve(prompt) == [0, 1, 7, 2]
+    assert get_task("addition", num_digits=3).solve(prompt) == [2, 7, 1, 0]
+    hist = get_task("histogram", length=4)
+    a, b, c = 0, 1, 2
+    assert [hist.symbols[t] for t in hist.solve([a, b, a, c, hist.token("=")])] == ["2", "1", "2", "1"]
+    dyck = get_task("dyck", kinds=2)
+    enc = {s: i for i, s in enumerate(dyck.symbols)}
+    prompt = [enc[s] for s in "([()="]
+    assert "".join(dyck.symbols[t] for t in dyck.solve(prompt)) == "])."
+    recall = get_task("recall")
+    assert recall.format(recall.solve(recall.sample(random.Random(3))[0]))
+
+
+def test_get_task_errors_suggest():
+    with pytest.raises(UserError, match="did you mean 'sort'"):
+        get_task("srot")
+    with pytest.raises(UserError, match="did you mean 'length'"):
+        get_task("sort", lenght=4)
+    with pytest.raises(UserError, match="num_digits"):
+        get_task("sort", num_digits=11)

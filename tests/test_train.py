@@ -1,0 +1,90 @@
+"""Trainer: convergence on sort, exact resume, greedy evaluation, checkpoint loading."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gptdecoder.config import load_config
+from gptdecoder.errors import UserError
+from gptdecoder.model import GPT, GPTConfig
+from gptdecoder.tasks import get_task
+from gptdecoder.train import evaluate_task, load_run, lr_factor, make_optimizer, train_from_config
+from conftest import ROOT
+
+
+def test_tiny_sort_model_converges(tmp_path):
+    config = load_config(ROOT / "config.yaml", ["output.plots=false", "train.max_iters=400", "eval.train_examples=100"])
+    config.output.dir = str(tmp_path / "run")
+    results = train_from_config(config, progress=False, verbose=False)
+    assert results["test_accuracy"] >= 0.99
+    assert results["stopped_early"] and results["iters"] < 400
+
+
+def test_resume_continues_exactly(tiny_config, tmp_path):
+    """N iters in one go == N/2 iters, then --resume for the other N/2 (same weights, same loss)."""
+    common = ["train.stop_at_accuracy=null", "train.lr_decay_iters=12", "task.name=reverse",
+              "task.params={length: 3, num_digits: 4}", "train.max_iters=12"]
+    whole = load_config(tiny_config, common)
+    whole.output.dir = str(tmp_path / "whole")
+    r_whole = train_from_config(whole, progress=False, verbose=False)
+
+    half = load_config(tiny_config, common + ["train.max_iters=6"])
+    half.output.dir = str(tmp_path / "split")
+    train_from_config(half, progress=False, verbose=False)
+    rest = load_config(tiny_config, common)
+    rest.output.dir = str(tmp_path / "split")
+    r_split = train_from_config(rest, resume=True, progress=False, verbose=False)
+
+    assert r_split["iters"] == r_whole["iters"] == 12
+    assert r_split["final_loss"] == r_whole["final_loss"]
+    a = torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=False)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 12
+
+
+def test_checkpoint_contract_and_load_run(tiny_config, tmp_path):
+    config = load_config(tiny_config)
+    config.output.dir = str(tmp_path / "run")
+    train_from_config(config, progress=False, verbose=False)
+    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)
+    assert {"model", "model_config", "config", "iter", "optimizer", "scheduler", "rng"} <= set(state)
+    assert not (tmp_path / "run" / "ckpt.pt.tmp").exists()
+    run = load_run(tmp_path / "run")
+    assert not run.model.training and run.task.name == "sort" and run.config.train.max_iters == 8
+    with pytest.raises(UserError, match="does not exist"):
+        load_run(tmp_path / "missing")
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(UserError, match="no checkpoint"):
+        load_run(tmp_path / "bad")
+    (tmp_path / "bad" / "ckpt.pt").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        load_run(tmp_path / "bad")
+
+
+def test_evaluate_task_decodes_greedily():
+    task = get_task("copy", length=3, num_digits=4)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len - 1, n_layer=1, n_head=1, d_model=8))
+    examples = task.test_examples(50)
+    result = evaluate_task(model, task, examples=examples, batch_size=16, n_mistakes=3)
+    assert result.n_examples == len(examples) and len(result.per_position_accuracy) == 3
+    assert 0.0 <= result.accuracy <= min(result.per_position_accuracy)
+    assert len(result.mistakes) == (3 if result.accuracy < 1 else 0)
+    # the answer is decoded token by token from the model's own outputs
+    m = result.mistakes[0]
+    idx = torch.tensor([m.prompt])
+    assert model.generate(idx, 3, do_sample=False)[0, 4:].tolist() == m.predicted
+
+
+def test_schedule_and_weight_decay_groups():
+    factors = [lr_factor(s, warmup=10, decay_iters=110, min_ratio=0.1) for s in range(120)]
+    assert factors[0] < factors[9] < 1.0 + 1e-9
+    assert math.isclose(factors[10], 1.0) and math.isclose(factors[110], 0.1) and factors[60] < factors[20]
+    model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, d_model=8))
+    decay, no_decay = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99)).param_groups
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
