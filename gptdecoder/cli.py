@@ -30,14 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        command.set_defaults(_handler=module.run)  # not "run": commands have a --run option
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args._handler(args) or 0)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
