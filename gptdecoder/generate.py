@@ -141,10 +141,9 @@ class Session:
             self.write(streamer.flush() + "\n")
 
     def start_ids(self) -> list[int]:
-        """An empty prompt starts after a newline (or GPT-2's <|endoftext|>), as nanoGPT samples."""
+        """An empty prompt starts after a newline, as nanoGPT samples (the corpus has no
+        <|endoftext|>, so that token would be a context the model never saw)."""
         assert self.tokenizer is not None
-        if self.tokenizer.eot_token is not None:
-            return [self.tokenizer.eot_token]
         try:
             return self.tokenizer.encode("\n")
         except UserError:  # a one-line corpus: start from the first character instead
