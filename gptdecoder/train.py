@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from gptdecoder import runtime
-from gptdecoder.config import Config, config_from_dict, gpt_config, load_config, longer_tasks, save_config
+from gptdecoder.config import Config, TrainConfig, config_from_dict, gpt_config, load_config, longer_tasks, save_config
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPT, GPTConfig
 from gptdecoder.tasks import TASKS, Example, Task, build_example, get_task
@@ -242,17 +242,17 @@ class Trainer:
     def __init__(
         self,
         model: GPT,
-        cfg,
+        cfg: TrainConfig,
         batches: BatchSource,
         evaluate: Optional[Callable[[GPT], dict]] = None,
         log: Optional[Callable[[dict], None]] = None,
         device: str = "cpu",
         precision: str = "fp32",
-        dist_info: DistInfo = DistInfo(),
+        dist_info: Optional[DistInfo] = None,
     ) -> None:
         self.model, self.cfg, self.batches = model, cfg, batches
         self.evaluate, self.log = evaluate, log or (lambda record: None)
-        self.device, self.precision, self.dist = device, precision, dist_info
+        self.device, self.precision, self.dist = device, precision, dist_info or DistInfo()
         self.step = 0  # optimizer steps done
         self.train_seconds = 0.0  # time in the optimisation steps, evaluations excluded
         self.tokens_seen = 0  # input tokens processed, all processes
@@ -265,7 +265,7 @@ class Trainer:
             self.optimizer, lambda s: lr_factor(s, cfg.warmup_iters, decay_iters, min_ratio)
         )
         self.ddp_model: nn.Module = model
-        if dist_info.world_size > 1:
+        if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             self.ddp_model = DistributedDataParallel(model)
