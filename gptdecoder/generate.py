@@ -112,7 +112,7 @@ class Session:
         self.top_p = args.top_p
         self.max_new_tokens = args.max_new_tokens
         # one generator for the whole session: repeatable with --seed, yet each REPL turn differs
-        self.generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+        self.generator = torch.Generator(device).manual_seed(args.seed) if args.seed is not None else None
 
     def respond(self, prompt: str) -> None:
         """Generate for one prompt and print as it goes (Ctrl-C propagates to the caller)."""

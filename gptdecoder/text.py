@@ -278,7 +278,8 @@ def load_tokenizer(directory: Path) -> Tokenizer:
 
 
 def build_tokenizer(cfg: DataConfig, text: str, corpus: Path, log: Callable[[str], None] = print) -> Tokenizer:
-    """The tokenizer ``cfg`` asks for; a ``bpe`` vocabulary is learned once and then reused."""
+    """The tokenizer ``cfg`` asks for; a ``bpe`` vocabulary is learned once and then reused
+    (from ``vocab_dir/<corpus directory>-<vocab_size>/``)."""
     if cfg.tokenizer == "char":
         return CharTokenizer.from_text(text)
     if cfg.tokenizer == "gpt2":
@@ -288,8 +289,8 @@ def build_tokenizer(cfg: DataConfig, text: str, corpus: Path, log: Callable[[str
         import bpe
 
         log(f"learning a {cfg.vocab_size}-token BPE vocabulary from {corpus} into {vocab}/ ...")
-        try:
-            bpe.train(text, cfg.vocab_size, out_dir=vocab)
+        try:  # from the training split only, so the validation text stays unseen
+            bpe.train(text[: int(len(text) * TRAIN_FRACTION)], cfg.vocab_size, out_dir=vocab)
         except bpe.BPEError as e:
             raise UserError(f"could not learn a BPE vocabulary: {e}") from None
     tokenizer = BPETokenizer("bpe", vocab)
