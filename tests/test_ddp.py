@@ -1,18 +1,21 @@
 """Two-process DDP training on CPU (gloo) via torchrun; rank 0 alone writes the run directory."""
 from __future__ import annotations
 
+import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT
 
+# `python -m torch.distributed.run` is the torchrun command, without relying on PATH
+HAVE_TORCHRUN = torch.distributed.is_available() and importlib.util.find_spec("torch.distributed.run") is not None
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and shutil.which("torchrun", path=str(ROOT)) is None,
-                    reason="torchrun not available")
+
+@pytest.mark.skipif(not HAVE_TORCHRUN, reason="torchrun (torch.distributed) not available")
 def test_torchrun_two_cpu_processes(tiny_config, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

@@ -10,7 +10,7 @@ from gptdecoder.tasks.base import Task, enumerate_sequences
 DIGITS = [str(d) for d in range(10)]
 
 
-def _check_length(task: Task, length: int, min_length: Optional[int]) -> None:
+def _check_length(length: int, min_length: Optional[int]) -> None:
     if length < 1:
         raise ValueError(f"length={length}: expected >= 1")
     if min_length is not None and not 1 <= min_length <= length:
@@ -36,7 +36,7 @@ class SortTask(Task):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_length(self, self.length, self.min_length)
+        _check_length(self.length, self.min_length)
         if not 2 <= self.num_digits <= 10:
             raise ValueError(f"num_digits={self.num_digits}: expected 2..10")
         if not 0.0 <= self.repeat_boost <= 100.0:
@@ -88,7 +88,7 @@ class _SeparatedSequenceTask(Task):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_length(self, self.length, self.min_length)
+        _check_length(self.length, self.min_length)
         if not 2 <= self.num_digits <= 10:
             raise ValueError(f"num_digits={self.num_digits}: expected 2..10")
         self.symbols = DIGITS[: self.num_digits] + ["="]
@@ -149,7 +149,7 @@ class HistogramTask(Task):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_length(self, self.length, self.min_length)
+        _check_length(self.length, self.min_length)
         if not 1 <= self.length <= 9:
             raise ValueError(f"length={self.length}: expected 1..9 (counts are the digits 1-9)")
         if not 2 <= self.num_letters <= 26:
