@@ -386,8 +386,11 @@ class MetricsLog:
                 import wandb
 
                 os.environ.setdefault("WANDB_SILENT", "true")
+                # never prompt for a key: without one (env or `wandb login`'s ~/.netrc) log offline
+                netrc = Path.home() / ".netrc"
+                logged_in = "WANDB_API_KEY" in os.environ or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
                 self.wandb = wandb.init(project=config.output.wandb_project, config=config.to_dict(),
-                                        dir=str(run_dir), anonymous="allow")
+                                        dir=str(run_dir), mode="online" if logged_in else "offline")
             except Exception as e:  # not installed, not logged in, offline: never block training
                 print(f"note: W&B logging skipped ({type(e).__name__}: {e})")
 
