@@ -488,15 +488,18 @@ def val_scorer(corpus: TextCorpus, block_size: int, device: str, precision: str,
 
 
 def plot_losses(path: Path, records: list[dict]) -> None:
-    """Training loss per logged step and validation loss per evaluation, one PNG."""
+    """Training loss per logged step, the quick validation estimates, and the final
+    whole-split validation loss (``whole_val_loss``), in one PNG."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
-    for key, label, style in (("loss", "train (batch)", "-"), ("val_loss", "validation", "o-")):
+    curves = (("loss", "train (batch)", "-"), ("val_loss", "validation (first windows)", "o-"),
+              ("whole_val_loss", "validation (whole split)", "*"))
+    for key, label, style in curves:
         points = [(r["iter"], r[key]) for r in records if key in r]
         if points:
-            ax.plot(*zip(*points), style, label=label, markersize=4)
+            ax.plot(*zip(*points), style, label=label, markersize=10 if style == "*" else 4)
     ax.set_xlabel("iteration")
     ax.set_ylabel("cross-entropy (nats per token)")
     ax.grid(alpha=0.3)
@@ -605,7 +608,7 @@ def train_text(config, resume: bool = False, progress: bool = True, verbose: boo
     results = text_results(run, wall)
     run_dir = run.run_dir
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    run.log.records.append({"iter": results["iters"], "val_loss": results["val_loss"]})
+    run.log.records.append({"iter": results["iters"], "whole_val_loss": results["val_loss"]})
     run.log.close()
     if config.output.plots:
         plot_losses(run_dir / "loss.png", run.log.records)
