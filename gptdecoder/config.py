@@ -1,7 +1,8 @@
 """The run configuration: typed sections read from YAML, every key checked.
 
-A config file has one mapping per section (model, task, train, eval, output); each
-section is a plain dataclass below, and its field types are the schema. ``load_config``
+A config file has one mapping per section (model, task, train, eval, output; and data
+for text mode, ``task.name: text``); each section is a plain dataclass below (DataConfig
+lives in gptdecoder/text.py), and its field types are the schema. ``load_config``
 reads the file, applies ``--set section.key=value`` overrides (values parsed as YAML),
 then checks every key and type, so a typo fails at once with a suggestion instead of
 being silently ignored an hour into training.
@@ -22,6 +23,7 @@ from gptdecoder import runtime
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPTConfig
 from gptdecoder.tasks import TASKS, did_you_mean, get_task, task_fields
+from gptdecoder.text import DataConfig
 
 
 @dataclasses.dataclass
@@ -98,6 +100,7 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)  # text mode (task.name: text) only
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -237,6 +240,9 @@ def validate(config: Config) -> None:
 def validate_task(config: Config) -> None:
     """The task exists, its params fit it, and the model's block_size can hold its sequences."""
     name = config.task.name
+    if name == "text":  # a corpus instead of a task: see gptdecoder/text.py and the data section
+        validate_text(config)
+        return
     if name not in TASKS:
         raise UserError(f"unknown task task.name={name!r}{did_you_mean(name, TASKS)}")
     fields = task_fields(name)
@@ -255,6 +261,15 @@ def validate_task(config: Config) -> None:
             f"need block_size >= {needed} (task.seq_len {task.seq_len} - 1); raise it or leave it unset"
         )
     gpt_config(config, task.vocab_size)  # d_model divisible by n_head, ...
+
+
+def validate_text(config: Config) -> None:
+    """Text mode: no task params, an explicit context length; vocab_size comes from the tokenizer."""
+    if config.task.params:
+        raise UserError(f"task.params {sorted(config.task.params)} do not apply to task.name=text (use the data section)")
+    if config.model.block_size is None:
+        raise UserError("model.block_size is required for task.name=text: the context length in tokens, e.g. 64")
+    gpt_config(config, 1)  # d_model divisible by n_head, ...
 
 
 def gpt_config(config: Config, vocab_size: int) -> GPTConfig:

@@ -474,6 +474,10 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
     Everything that can fail on bad input (task, model shape, resume checkpoint) is checked
     before the run directory is touched.
     """
+    if config.task.name == "text":  # a corpus instead of a task: same Trainer, text batches
+        from gptdecoder.text import train_text
+
+        return train_text(config, resume=resume, progress=progress, verbose=verbose)
     run_dir = Path(config.output.dir)
     task = get_task(config.task.name, **config.task.params)
     model_config = gpt_config(config, task.vocab_size)

@@ -90,3 +90,23 @@ def test_push_uploads_the_folder(reverse_run, tmp_path, monkeypatch, capsys):
     assert calls[0] == ("token", "hf_test") and calls[1] == ("create", "me/model")
     assert "config.json" in calls[2][1] and "model.safetensors" in calls[2][1]
     assert "https://huggingface.co/me/model" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_text_run_gives_the_same_greedy_text_in_transformers(tmp_path, tokenizer, capsys):
+    from tests.test_generate_cli import train_text_run
+
+    run_dir = train_text_run(tmp_path, tokenizer, iters=20)
+    out = tmp_path / "hf"
+    assert cli.main(["export", "--run", str(run_dir), "--hf", str(out)]) == 0
+    hf_tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    prompt = "JULIET: ay"  # + 6 new tokens fits block_size 16 (HF cannot slide the window)
+    ids = hf_tokenizer(prompt)["input_ids"]
+    capsys.readouterr()
+    cli.main(["generate", "--run", str(run_dir), "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "6"])
+    ours = capsys.readouterr().out
+    theirs = hf_tokenizer.decode(ids + hf_greedy(out, ids, 6))
+    assert ours == theirs + "\n"
+    if tokenizer == "bpe":
+        assert (out / "vocab.json").is_file() and (out / "merges.txt").is_file()
+        assert hf_tokenizer.eos_token == "<|endoftext|>"

@@ -159,3 +159,70 @@ def test_repl_exits_on_eof(sort_run):
     session, parts = session_for(sort_run)
     repl(session, scripted(["1 0 1 0 1 0"]))  # then EOF (Ctrl-D)
     assert "".join(parts).count(" -> ") == 1
+
+
+# -- text runs ---------------------------------------------------------------------------
+
+TEXT = "".join(f"ROMEO: speak {i % 5}, fair Juliet; the night is young.\nJULIET: ay, {i % 3} times.\n" for i in range(200))
+
+
+def train_text_run(tmp_path: Path, tokenizer: str = "char", iters: int = 30) -> Path:
+    """A real (tiny, briefly trained) text run in tmp_path, through the trainer."""
+    from gptdecoder.text import train_text
+
+    corpus = tmp_path / "play" / "input.txt"
+    corpus.parent.mkdir(parents=True, exist_ok=True)
+    corpus.write_text(TEXT, encoding="utf-8")
+    raw = {
+        "task": {"name": "text"},
+        "data": {"path": str(corpus), "tokenizer": tokenizer, "vocab_size": 300, "vocab_dir": str(tmp_path / "vocab")},
+        "model": {"n_layer": 1, "n_head": 2, "d_model": 32, "block_size": 16},
+        "train": {"batch_size": 16, "max_iters": iters, "lr": 1e-2, "min_lr": 1e-3, "warmup_iters": 5,
+                  "eval_interval": iters, "stop_at_accuracy": None, "precision": "fp32", "num_threads": 1},
+        "eval": {"quick_examples": 8},
+        "output": {"dir": str(tmp_path / f"run_{tokenizer}"), "plots": False},
+    }
+    train_text(config_from_dict(raw), progress=False, verbose=False)
+    return tmp_path / f"run_{tokenizer}"
+
+
+@pytest.fixture(scope="module")
+def char_run(tmp_path_factory) -> Path:
+    return train_text_run(tmp_path_factory.mktemp("char"))
+
+
+def test_text_generation_streams_the_prompt_and_continuation(char_run, capsys, only_my_commands):
+    argv = ["generate", "--run", str(char_run), "--prompt", "ROMEO:", "--max-new-tokens", "40",
+            "--temperature", "0.8", "--top-k", "200", "--seed", "1"]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("ROMEO:") and len(first) == len("ROMEO:") + 40 + 1
+    cli.main(argv)
+    assert capsys.readouterr().out == first  # same seed, same text
+
+
+def test_text_generation_matches_model_generate(char_run, capsys, only_my_commands):
+    from gptdecoder.text import TOKENIZER_DIR, load_tokenizer
+    from gptdecoder.train import load_run
+
+    tokenizer = load_tokenizer(char_run / TOKENIZER_DIR)
+    model = load_run(char_run).model
+    ids = tokenizer.encode("JULIET: ")
+    expected = model.generate(torch.tensor([ids]), 50, temperature=0.8, top_k=200, seed=1)[0].tolist()
+    cli.main(["generate", "--run", str(char_run), "--prompt", "JULIET: ", "--max-new-tokens", "50",
+              "--seed", "1"])
+    assert capsys.readouterr().out == tokenizer.decode(expected) + "\n"  # 50 > block_size: windows slide
+
+
+def test_unknown_character_is_one_clear_line(char_run, capsys, only_my_commands):
+    assert cli.main(["generate", "--run", str(char_run), "--prompt", "ROMEO: Zounds!"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "'Z'" in err and err.count("\n") == 1
+
+
+def test_text_repl(char_run):
+    session, parts = session_for(char_run, "--max-new-tokens", "10", "--seed", "0")
+    repl(session, scripted(["ROMEO:", "Zed", "", "quit"]))
+    text = "".join(parts)
+    assert text.startswith("ROMEO:") and "error: " in text and "'Z'" in text
+    assert text.count("\n") >= 3  # two generations (one from an empty prompt) and the error
