@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"a REPL: type a prompt, get a continuation; '{QUIT}' or Ctrl-D exits, "
                              "Ctrl-C stops the current generation")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (default: cpu)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: a small model decodes one token at a time, and on a "
+                             "busy machine extra threads wait for each other, ~100x slower; 0: torch's default)")
 
 
 @torch.inference_mode()
@@ -211,6 +214,10 @@ def repl(session: Session, read=input) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.threads < 0:
+        raise UserError(f"--threads {args.threads}: expected >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     session = Session(Path(args.run_dir), args, sys.stdout)
     if args.interactive:
         repl(session)
