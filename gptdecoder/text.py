@@ -569,13 +569,6 @@ def setup_text_training(config, resume: bool = False, say: Callable[[str], None]
     torch.manual_seed(config.train.seed)
     random.seed(config.train.seed)
     model = GPT(model_config).to(device)
-    if device == "cpu" and precision == "bf16":
-        # The fused CPU attention kernel's bf16 *backward* is the slowest op of a step at
-        # these sizes (torch 2.13, T=64, head size 32: about half the step time); the
-        # explicit q @ k^T -> softmax -> @ v path computes the same thing with plain
-        # batched matmuls and makes a training step ~1.6x faster.
-        for block in model.blocks:
-            block.attn.explicit = True
     quick = val_scorer(corpus, block_size, device, precision, windows=config.eval.quick_examples)
     log = MetricsLog(run_dir, config, append=resume) if dist_info.is_main else None
     batches = TextBatches(corpus, per_rank, block_size, config.train.seed, dist_info.rank, device)
