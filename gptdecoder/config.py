@@ -38,6 +38,7 @@ class ModelConfig:
     dropout: float = 0.0
     bias: bool = True
     tie_weights: bool = True
+    activation: str = "gelu_tanh"  # gelu_tanh (GPT-2) | gelu (exact erf, faster on CPU)
 
 
 @dataclasses.dataclass

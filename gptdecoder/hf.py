@@ -40,8 +40,8 @@ PathLike = Union[str, os.PathLike]
 
 # the Linear layers that HF stores transposed (Conv1D), by our parameter-name suffix
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-# GELU variants that are the tanh approximation, the one GPT-2 uses
-_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
+# HF activation_function names -> our GPTConfig.activation
+_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
 _LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which our model uses
 
 
@@ -50,8 +50,8 @@ def config_from_hf(hf: dict) -> GPTConfig:
     if hf.get("model_type", "gpt2") != "gpt2":
         raise UserError(f"model_type={hf.get('model_type')!r}: only GPT-2 checkpoints (model_type 'gpt2') load")
     act = hf.get("activation_function", "gelu_new")
-    if act not in _TANH_GELUS:
-        raise UserError(f"activation_function={act!r} is not supported: the model uses tanh GELU ({', '.join(_TANH_GELUS)})")
+    if act not in _ACTIVATIONS:
+        raise UserError(f"activation_function={act!r} is not supported: expected one of {', '.join(_ACTIVATIONS)}")
     eps = hf.get("layer_norm_epsilon", 1e-5)
     if abs(eps - _LAYER_NORM_EPS) > 1e-12:
         raise UserError(f"layer_norm_epsilon={eps} is not supported: the model's LayerNorm uses {_LAYER_NORM_EPS}")
@@ -79,6 +79,7 @@ def config_from_hf(hf: dict) -> GPTConfig:
             dropout=float(max(dropouts)),  # one rate in our model; HF's three are usually equal
             bias=bool(hf.get("gptdecoder_bias", True)),
             tie_weights=bool(hf.get("tie_word_embeddings", True)),
+            activation=_ACTIVATIONS[act],
         )
     except ValueError as e:
         raise UserError(f"config.json describes a model we cannot build: {e}") from e
@@ -96,7 +97,7 @@ def config_to_hf(config: GPTConfig, eos_token_id: Optional[int] = None) -> dict:
         "n_layer": config.n_layer,
         "n_head": config.n_head,
         "n_inner": config.mlp_ratio * config.d_model,
-        "activation_function": "gelu_new",
+        "activation_function": "gelu_new" if config.activation == "gelu_tanh" else "gelu",
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout,

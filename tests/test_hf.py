@@ -44,6 +44,7 @@ def tiny_hf(seed: int = 0, **overrides) -> "transformers.GPT2LMHeadModel":
         (dict(n_head=5, n_embd=40, n_layer=3), "safetensors"),
         (dict(n_head=1, n_embd=16, n_inner=48), "safetensors"),
         (dict(n_head=3, n_embd=30), "bin"),
+        (dict(n_head=3, n_embd=30, activation_function="gelu"), "safetensors"),  # exact-erf GELU
     ],
 )
 def test_from_pretrained_matches_transformers(tmp_path, shape, weights):
@@ -61,10 +62,14 @@ def test_from_pretrained_matches_transformers(tmp_path, shape, weights):
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("bias, tie", [(True, True), (False, True), (True, False)])
-def test_save_pretrained_loads_in_transformers(tmp_path, bias, tie):
+@pytest.mark.parametrize(
+    "bias, tie, activation",
+    [(True, True, "gelu_tanh"), (False, True, "gelu_tanh"), (True, False, "gelu_tanh"), (True, True, "gelu")],
+)
+def test_save_pretrained_loads_in_transformers(tmp_path, bias, tie, activation):
     torch.manual_seed(1)
-    config = GPTConfig(vocab_size=53, block_size=20, n_layer=2, n_head=5, d_model=40, bias=bias, tie_weights=tie)
+    config = GPTConfig(vocab_size=53, block_size=20, n_layer=2, n_head=5, d_model=40, bias=bias, tie_weights=tie,
+                       activation=activation)
     model = GPT(config).eval()
     out = tmp_path / "export"
     model.save_pretrained(out)

@@ -29,7 +29,8 @@ def tiny(**overrides) -> GPT:
 @pytest.mark.parametrize(
     "field, value",
     [("vocab_size", 0), ("block_size", -1), ("n_layer", 1.5), ("n_head", 0), ("d_model", True),
-     ("mlp_ratio", 0), ("dropout", 1.0), ("dropout", "0.1"), ("bias", 1), ("tie_weights", "yes")],
+     ("mlp_ratio", 0), ("dropout", 1.0), ("dropout", "0.1"), ("bias", 1), ("tie_weights", "yes"),
+     ("activation", "relu")],
 )
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"model.{field}="):
