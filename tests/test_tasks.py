@@ -108,3 +108,41 @@ def test_get_task_errors_suggest():
         get_task("sort", lenght=4)
     with pytest.raises(UserError, match="num_digits"):
         get_task("sort", num_digits=11)
+
+
+def test_recall_single_query_is_unchanged():
+    task = get_task("recall")
+    prompt, answer = task.sample(random.Random(3))
+    assert task.format(prompt) == "d5e9g7b9?d" and task.format(answer) == "5"
+    x, y, mask = build_example(prompt, answer)
+    assert mask == [0] * 9 + [1] and y[-1] == answer[0] and x[-1] == prompt[-1]
+
+
+def test_recall_multi_query_scores_every_recalled_value():
+    task = get_task("recall", num_pairs=4, num_keys=8, num_values=10, num_queries=5)
+    q = task.token("?")
+    rng = random.Random(0)
+    for _ in range(200):
+        prompt, answer = task.sample(rng)
+        assert len(prompt) + len(answer) == task.seq_len == 2 * 4 + 1 + 2 * 5
+        pairs = dict(zip(prompt[0:8:2], prompt[1:8:2]))
+        assert len(pairs) == 4 and prompt[8] == q
+        tail = prompt[9:] + answer  # key, value, key, value, ...
+        assert all(tail[i] in pairs and tail[i + 1] == pairs[tail[i]] for i in range(0, len(tail), 2))
+        assert answer == [pairs[prompt[-1]]] == task.solve(prompt)
+        x, y, mask = build_example(prompt, answer)
+        assert sum(mask) == 5  # four values answered in the prompt, and the answer
+        assert all(x[i] in pairs and y[i] == pairs[x[i]] for i in range(len(y)) if mask[i])
+    test = task.test_examples(100)
+    assert all(task.is_test(p) and task.solve(p) == a for p, a in test)
+
+
+def test_recall_multi_query_batches_and_errors():
+    from gptdecoder.train import TaskBatches
+
+    task = get_task("recall", num_queries=3)
+    x, y, mask = TaskBatches(task, 16, seed=0).get_batch(0)
+    assert x.shape == (16, task.seq_len - 1) and mask.sum().item() == 16 * 3
+    assert (y[mask.bool()] < task.num_values).all()  # only values are learned, never keys
+    with pytest.raises(UserError, match="num_queries"):
+        get_task("recall", num_queries=0)

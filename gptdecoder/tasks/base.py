@@ -23,16 +23,29 @@ Example = tuple[list[int], list[int]]  # (prompt, answer)
 ENUMERATE_LIMIT = 200_000
 
 
+class Prompt(list):
+    """A prompt (a list of token ids) some of whose own tokens are predictable from the
+    tokens before them, e.g. the values of earlier queries in multi-query recall.
+    ``scored`` holds their indices in the prompt: build_example puts them under the loss
+    mask as well (more supervised tokens per sequence); evaluation still scores only the answer."""
+
+    def __init__(self, tokens: Iterable[int] = (), scored: Iterable[int] = ()) -> None:
+        super().__init__(tokens)
+        self.scored = frozenset(scored)
+
+
 def build_example(prompt: list[int], answer: list[int]) -> tuple[list[int], list[int], list[int]]:
     """(prompt, answer) -> (x, y, mask) for next-token training.
 
     The model reads seq = prompt + answer; x = seq[:-1] and y = seq[1:] (y[i] is the token
     after x[i]). mask[i] is 1 where y[i] is an answer token: the prompt is random, so
-    predicting it is noise; only the answer is learned and scored.
+    predicting it is noise; only the answer is learned and scored. (A ``Prompt`` may name
+    prompt tokens that are not noise; those are learned too.)
     """
-    seq = prompt + answer
+    seq = list(prompt) + answer
     x, y = seq[:-1], seq[1:]
-    mask = [1 if i + 1 >= len(prompt) else 0 for i in range(len(y))]
+    scored = getattr(prompt, "scored", frozenset())
+    mask = [1 if i + 1 >= len(prompt) or i + 1 in scored else 0 for i in range(len(y))]
     return x, y, mask
 
 

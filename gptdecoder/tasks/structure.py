@@ -5,7 +5,7 @@ import dataclasses
 import random
 from typing import Optional
 
-from gptdecoder.tasks.base import Task
+from gptdecoder.tasks.base import Prompt, Task
 
 DIGITS = [str(d) for d in range(10)]
 
@@ -17,12 +17,21 @@ class RecallTask(Task):
     a 3 c 1 b 7 ? c -> 1. The task that induction heads solve (Olsson et al., 2022;
     also the "associative recall" probe of H3/Hyena): find the earlier occurrence of the
     query key and copy the token after it. Keys in a prompt are distinct.
+
+    With num_queries > 1 (multi-query recall, as in Zoology's MQAR) the '?' is followed by
+    several queries, each but the last already answered in the prompt:
+    a 3 c 1 b 7 ? c 1 a 3 b -> 7. Every query is drawn from the pairs, so each value after
+    the '?' is found the same way. Those earlier values are predictable, so the prompt
+    marks them as scored (base.Prompt): training learns from num_queries tokens per
+    sequence instead of one, which is what lets the induction circuit form in minutes on
+    a CPU. Evaluation still scores only the answer, the value of the last query.
     """
 
     name = "recall"
     num_pairs: int = 4
     num_keys: int = 8
     num_values: int = 10
+    num_queries: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -32,23 +41,32 @@ class RecallTask(Task):
             raise ValueError(f"num_pairs={self.num_pairs}: expected 1..num_keys ({self.num_keys})")
         if not 2 <= self.num_values <= 10:
             raise ValueError(f"num_values={self.num_values}: expected 2..10")
+        if not isinstance(self.num_queries, int) or self.num_queries < 1:
+            raise ValueError(f"num_queries={self.num_queries!r}: expected a positive integer")
         keys = [chr(ord("a") + i) for i in range(self.num_keys)]
         self.symbols = DIGITS[: self.num_values] + keys + ["?"]
 
     @property
     def seq_len(self) -> int:
-        return 2 * self.num_pairs + 3
+        return 2 * self.num_pairs + 1 + 2 * self.num_queries
 
     def sample_prompt(self, rng: random.Random) -> list[int]:
         keys = rng.sample(range(self.num_keys), self.num_pairs)
-        prompt = []
+        pairs = []
         for k in keys:
-            prompt += [self.num_values + k, rng.randrange(self.num_values)]
-        return prompt + [self.token("?"), self.num_values + rng.choice(keys)]
+            pairs += [self.num_values + k, rng.randrange(self.num_values)]
+        prompt = pairs + [self.token("?")]
+        scored = []
+        for _ in range(self.num_queries - 1):  # answered queries: key, then its value
+            query = self.num_values + rng.choice(keys)
+            prompt += [query, pairs[pairs.index(query) + 1]]
+            scored.append(len(prompt) - 1)
+        prompt.append(self.num_values + rng.choice(keys))
+        return Prompt(prompt, scored) if scored else prompt
 
     def solve(self, prompt: list[int]) -> list[int]:
         query = prompt[-1]
-        pairs = prompt[:-2]
+        pairs = prompt[: list(prompt).index(self.token("?"))]
         return [pairs[pairs.index(query) + 1]]
 
 
