@@ -73,13 +73,16 @@ def no_causal_mask_hooks(n_layer: int) -> HookList:
     return fwd_hooks
 
 
-def expected_loss_mask(prompt_len: int, n_positions: int) -> list[int]:
+def expected_loss_mask(prompt: Sequence[int], n_positions: int) -> list[int]:
     """1 where the target y[i] is an answer token, i.e. i + 1 >= len(prompt); else 0.
 
-    Written out independently of ``build_example`` so that the check compares two
-    derivations instead of one with itself.
+    A task may mark prompt tokens that are predictable as scored (``prompt.scored``, e.g.
+    the answered queries of multi-query recall); their targets are 1 too. Written out
+    independently of ``build_example`` so that the check compares two derivations
+    instead of one with itself.
     """
-    return [1 if i >= prompt_len - 1 else 0 for i in range(n_positions)]
+    scored = getattr(prompt, "scored", frozenset())
+    return [1 if i >= len(prompt) - 1 or i + 1 in scored else 0 for i in range(n_positions)]
 
 
 # -- printing -----------------------------------------------------------------------------------
@@ -167,12 +170,13 @@ def check_patterns(model: GPT, idx: torch.Tensor, fwd_hooks: HookList = ()) -> l
     ]
 
 
-def check_loss_mask(loss_mask: Sequence[int], prompt_len: int) -> Check:
-    """The loss mask is 1 exactly at the positions whose target is an answer token."""
-    expected = expected_loss_mask(prompt_len, len(loss_mask))
+def check_loss_mask(loss_mask: Sequence[int], prompt: Sequence[int]) -> Check:
+    """The loss mask is 1 exactly at the positions whose target is an answer (or scored) token."""
+    expected = expected_loss_mask(prompt, len(loss_mask))
     wrong = [i for i, (got, want) in enumerate(zip(loss_mask, expected)) if bool(got) != bool(want)]
     answer = [i for i, w in enumerate(expected) if w]
-    detail = f"answer targets at positions {answer[0]}..{answer[-1]}; mask wrong at {wrong or 'none'}"
+    span = f"{answer[0]}..{answer[-1]}" if answer == list(range(answer[0], answer[-1] + 1)) else str(answer)
+    detail = f"answer targets at positions {span}; mask wrong at {wrong or 'none'}"
     return Check("loss mask covers exactly the answer positions", not wrong, detail)
 
 
@@ -201,7 +205,7 @@ def check_causality(model: GPT, idx: torch.Tensor, vocab_size: int, fwd_hooks: H
 
 def check_gradient(
     model: GPT, idx: torch.Tensor, targets: torch.Tensor, loss_mask: torch.Tensor,
-    prompt_len: int, fwd_hooks: HookList = (),
+    prompt: Sequence[int], fwd_hooks: HookList = (),
 ) -> Check:
     """No gradient from the loss reaches the logits at prompt positions (their targets are masked).
 
@@ -212,7 +216,7 @@ def check_gradient(
         logits, loss = model(idx, targets=targets, loss_mask=loss_mask)
     logits.retain_grad()
     loss.backward()
-    prompt_positions = [i for i, w in enumerate(expected_loss_mask(prompt_len, idx.size(1))) if not w]
+    prompt_positions = [i for i, w in enumerate(expected_loss_mask(prompt, idx.size(1))) if not w]
     grad = logits.grad[0, prompt_positions].abs().max().item() if prompt_positions else 0.0
     model.zero_grad(set_to_none=True)
     return Check("no gradient reaches the logits of masked (prompt) targets", grad == 0.0,
@@ -291,9 +295,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{title}\n{format_matrix(matrix, tokens, digits=3)}")
 
     checks = check_patterns(model, idx, broken) + [
-        check_loss_mask(loss_mask, len(prompt)),
+        check_loss_mask(loss_mask, prompt),
         check_causality(model, idx, task.vocab_size, broken),
-        check_gradient(model, idx, targets, torch.tensor([loss_mask]), len(prompt), broken),
+        check_gradient(model, idx, targets, torch.tensor([loss_mask]), prompt, broken),
     ]
     print("\n4. Checks")
     for check in checks:
