@@ -9,14 +9,6 @@ import torch
 from gptdecoder.model import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run slower with several threads on a shared machine; use one, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 BLOCK = 10
 

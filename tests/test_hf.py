@@ -16,14 +16,6 @@ from gptdecoder.errors import UserError
 from gptdecoder.model import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run slower with several threads on a shared machine; use one, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_hf(seed: int = 0, **overrides) -> "transformers.GPT2LMHeadModel":
     kwargs = dict(vocab_size=61, n_positions=24, n_embd=30, n_layer=2, n_head=3,

@@ -10,14 +10,6 @@ from gptdecoder import hooks as hooks_module
 from gptdecoder.model import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run slower with several threads on a shared machine; use one, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 B, T, V, D, NH, L = 2, 7, 29, 20, 5, 2  # odd head count on purpose
 

@@ -10,14 +10,6 @@ from torch import nn
 from gptdecoder.model import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run slower with several threads on a shared machine; use one, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny(**overrides) -> GPT:
     torch.manual_seed(0)
