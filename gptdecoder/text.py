@@ -534,13 +534,12 @@ class TextTraining:
 def setup_text_training(config, resume: bool = False, say: Callable[[str], None] = print) -> TextTraining:
     """Corpus, tokenizer, model and Trainer for ``task.name: text``; writes config.yaml and
     tokenizer/ into the run directory. Every user mistake is raised before a step is taken."""
-    import dataclasses
     import random
 
     from gptdecoder import runtime
     from gptdecoder.config import gpt_config, save_config
     from gptdecoder.model import GPT
-    from gptdecoder.train import MetricsLog, Trainer, init_distributed, read_checkpoint
+    from gptdecoder.train import MetricsLog, Trainer, check_run, init_distributed
 
     run_dir = Path(config.output.dir)
     device = runtime.resolve_device(config.train.device)
@@ -550,15 +549,7 @@ def setup_text_training(config, resume: bool = False, say: Callable[[str], None]
     block_size = config.model.block_size
     corpus.check_block_size(block_size)
     model_config = gpt_config(config, corpus.tokenizer.n_vocab)
-    resume_state = None
-    if resume:
-        resume_state = read_checkpoint(run_dir / "ckpt.pt", device)
-        if resume_state["model_config"] != dataclasses.asdict(model_config):
-            raise UserError(f"cannot resume {str(run_dir)!r}: its model or tokenizer differs from this config")
-    per_rank, rem = divmod(config.train.batch_size, dist_info.world_size)
-    if rem or per_rank % config.train.grad_accum:
-        raise UserError(f"train.batch_size={config.train.batch_size} must split evenly over "
-                        f"{dist_info.world_size} process(es) x train.grad_accum={config.train.grad_accum}")
+    resume_state, per_rank = check_run(config, model_config, dist_info, device, resume, "tokenizer")
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")

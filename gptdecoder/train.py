@@ -468,6 +468,30 @@ def load_run(run_dir: Union[str, Path], device: str = "cpu") -> Run:
 # -- putting it together -------------------------------------------------------------------
 
 
+def check_run(config: Config, model_config: GPTConfig, dist_info: DistInfo, device: str, resume: bool,
+              data: str) -> tuple[Optional[dict], int]:
+    """Checks shared by task and text runs before the run directory is touched; returns the
+    checkpoint to resume from (None for a fresh run) and the batch size per process.
+
+    UserError when the checkpoint was trained with another model or ``data`` (the task or
+    the tokenizer, which set the vocabulary), or when train.batch_size does not split
+    evenly over the processes and their gradient-accumulation micro-batches.
+    """
+    run_dir = Path(config.output.dir)
+    resume_state = None
+    if resume:
+        resume_state = read_checkpoint(run_dir / "ckpt.pt", device)
+        if resume_state["model_config"] != dataclasses.asdict(model_config):
+            raise UserError(f"cannot resume {str(run_dir)!r}: its model or {data} differs from this config")
+    per_rank, rem = divmod(config.train.batch_size, dist_info.world_size)
+    if rem or per_rank % config.train.grad_accum:
+        raise UserError(
+            f"train.batch_size={config.train.batch_size} must split evenly over {dist_info.world_size} "
+            f"process(es) x train.grad_accum={config.train.grad_accum}"
+        )
+    return resume_state, per_rank
+
+
 def train_from_config(config: Config, resume: bool = False, progress: bool = True, verbose: bool = True) -> dict:
     """Train the run described by ``config`` into ``config.output.dir``; returns results.json's dict.
 
@@ -487,17 +511,7 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
     if dist_info.world_size > 1 and device.startswith("cuda"):
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
-    resume_state = None
-    if resume:
-        resume_state = read_checkpoint(run_dir / "ckpt.pt", device)
-        if resume_state["model_config"] != dataclasses.asdict(model_config):
-            raise UserError(f"cannot resume {str(run_dir)!r}: its model or task differs from this config")
-    per_rank, rem = divmod(config.train.batch_size, dist_info.world_size)
-    if rem or per_rank % config.train.grad_accum:
-        raise UserError(
-            f"train.batch_size={config.train.batch_size} must split evenly over {dist_info.world_size} "
-            f"process(es) x train.grad_accum={config.train.grad_accum}"
-        )
+    resume_state, per_rank = check_run(config, model_config, dist_info, device, resume, "task")
 
     say = print if (verbose and dist_info.is_main) else (lambda *a, **k: None)
     if dist_info.is_main:
