@@ -78,8 +78,40 @@ class SortTask(Task):
         return None if listed is None else (p + [self.token("=")] for p in listed)
 
 
+class _EqualsTerminated:
+    """Shared by reverse, copy and histogram: a prompt is min_length..length symbols, drawn
+    uniformly from the first ``alphabet_size`` token ids, then '='.
+
+    A mixin for Task subclasses that have ``length`` and ``min_length`` fields.
+    """
+
+    length: int
+    min_length: Optional[int]
+    length_varies = True
+
+    @property
+    def alphabet_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def samples_uniformly(self) -> bool:
+        return self.min_length in (None, self.length)
+
+    @property
+    def seq_len(self) -> int:
+        return 2 * self.length + 1
+
+    def sample_prompt(self, rng: random.Random) -> list[int]:
+        n = rng.randint(self.min_length or self.length, self.length)
+        return [rng.randrange(self.alphabet_size) for _ in range(n)] + [self.token("=")]
+
+    def all_prompts(self) -> Optional[Iterator[list[int]]]:
+        listed = enumerate_sequences(self.alphabet_size, range(self.min_length or self.length, self.length + 1))
+        return None if listed is None else (p + [self.token("=")] for p in listed)
+
+
 @dataclasses.dataclass
-class _SeparatedSequenceTask(Task):
+class _SeparatedSequenceTask(_EqualsTerminated, Task):
     """Shared by reverse and copy: prompt = digits then '=', answer = a function of the digits."""
 
     length: int = 8
@@ -93,23 +125,9 @@ class _SeparatedSequenceTask(Task):
             raise ValueError(f"num_digits={self.num_digits}: expected 2..10")
         self.symbols = DIGITS[: self.num_digits] + ["="]
 
-    length_varies = True
-
     @property
-    def samples_uniformly(self) -> bool:
-        return self.min_length in (None, self.length)
-
-    @property
-    def seq_len(self) -> int:
-        return 2 * self.length + 1
-
-    def sample_prompt(self, rng: random.Random) -> list[int]:
-        n = rng.randint(self.min_length or self.length, self.length)
-        return [rng.randrange(self.num_digits) for _ in range(n)] + [self.token("=")]
-
-    def all_prompts(self) -> Optional[Iterator[list[int]]]:
-        listed = enumerate_sequences(self.num_digits, range(self.min_length or self.length, self.length + 1))
-        return None if listed is None else (p + [self.token("=")] for p in listed)
+    def alphabet_size(self) -> int:
+        return self.num_digits
 
 
 @dataclasses.dataclass
@@ -133,7 +151,7 @@ class CopyTask(_SeparatedSequenceTask):
 
 
 @dataclasses.dataclass
-class HistogramTask(Task):
+class HistogramTask(_EqualsTerminated, Task):
     """For each position, how often its letter occurs in the prompt: a b a c = -> 2 1 2 1.
 
     The "histogram" program of Weiss et al., Thinking Like Transformers (2021): one
@@ -144,8 +162,6 @@ class HistogramTask(Task):
     length: int = 8
     num_letters: int = 6
     min_length: Optional[int] = None
-
-    length_varies = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -158,21 +174,9 @@ class HistogramTask(Task):
         self.symbols = letters + ["="] + [str(c) for c in range(1, 10)]
 
     @property
-    def samples_uniformly(self) -> bool:
-        return self.min_length in (None, self.length)
-
-    @property
-    def seq_len(self) -> int:
-        return 2 * self.length + 1
-
-    def sample_prompt(self, rng: random.Random) -> list[int]:
-        n = rng.randint(self.min_length or self.length, self.length)
-        return [rng.randrange(self.num_letters) for _ in range(n)] + [self.token("=")]
+    def alphabet_size(self) -> int:
+        return self.num_letters
 
     def solve(self, prompt: list[int]) -> list[int]:
         letters = prompt[:-1]
         return [self.token(str(letters.count(t))) for t in letters]
-
-    def all_prompts(self) -> Optional[Iterator[list[int]]]:
-        listed = enumerate_sequences(self.num_letters, range(self.min_length or self.length, self.length + 1))
-        return None if listed is None else (p + [self.token("=")] for p in listed)
