@@ -12,9 +12,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
-import yaml
-
-from gptdecoder.config import build_section, load_config
+from gptdecoder.config import build_section, load_config, read_yaml_mapping
 from gptdecoder.errors import UserError
 
 
@@ -32,14 +30,7 @@ COLUMNS = ["task", "model", "seed", "params", "iters", "train_seconds", "tokens_
 
 
 def load_bench(path: str) -> BenchConfig:
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except OSError as e:
-        raise UserError(f"cannot read bench config {path!r}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"bench config {path!r} is not valid YAML: {' '.join(str(e).split())}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"bench config {path!r} must be a mapping")
+    raw = read_yaml_mapping(path, "bench config")
     bench = build_section(BenchConfig, raw, "bench")
     for name, section in bench.models.items():
         if not isinstance(section, dict):

@@ -117,20 +117,27 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> Config
     suggestion), a value of the wrong type, or a model too short for its task.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as e:
-        raise UserError(f"cannot read config {str(path)!r}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"config {str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"config {str(path)!r} must be a mapping of sections, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "config", "a mapping of sections")
     for item in overrides:
         apply_override(raw, item)
     config = config_from_dict(raw)
     if config.output.dir is None:
         config.output.dir = str(Path("runs") / path.stem)
     return config
+
+
+def read_yaml_mapping(path: Union[str, Path], what: str, expected: str = "a mapping") -> dict:
+    """The YAML mapping in ``path`` (an empty file is {}); UserError naming ``what`` (e.g.
+    "config") for a file that is missing, unreadable, not YAML or not a mapping."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as e:
+        raise UserError(f"cannot read {what} {str(path)!r}: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{what} {str(path)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{what} {str(path)!r} must be {expected}, got {type(raw).__name__}")
+    return raw
 
 
 def apply_override(raw: dict, item: str) -> None:
