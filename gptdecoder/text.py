@@ -539,12 +539,13 @@ def setup_text_training(config, resume: bool = False, say: Callable[[str], None]
     from gptdecoder import runtime
     from gptdecoder.config import gpt_config, save_config
     from gptdecoder.model import GPT
-    from gptdecoder.train import MetricsLog, Trainer, check_run, init_distributed
+    from gptdecoder.train import MetricsLog, Trainer, check_run, init_distributed, process_device
 
     run_dir = Path(config.output.dir)
     device = runtime.resolve_device(config.train.device)
     precision = runtime.resolve_precision(config.train.precision, device)
     dist_info = init_distributed(device)
+    device = process_device(device, dist_info)
     corpus = prepare_corpus(config.data, log=say)
     block_size = config.model.block_size
     corpus.check_block_size(block_size)

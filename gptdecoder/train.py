@@ -196,6 +196,15 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 
+def process_device(device: str, dist_info: DistInfo) -> str:
+    """This process's device: under torchrun on CUDA each process drives its own GPU
+    (LOCAL_RANK), made current so NCCL and new tensors use it; otherwise ``device``."""
+    if dist_info.world_size > 1 and device.startswith("cuda"):
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    return device
+
+
 def broadcast_flag(flag: bool, dist_info: DistInfo) -> bool:
     """Rank 0's decision, on every rank (so all processes stop at the same step)."""
     if dist_info.world_size == 1:
@@ -508,9 +517,7 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
     device = runtime.resolve_device(config.train.device)
     precision = runtime.resolve_precision(config.train.precision, device)
     dist_info = init_distributed(device)
-    if dist_info.world_size > 1 and device.startswith("cuda"):
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        torch.cuda.set_device(device)
+    device = process_device(device, dist_info)
     resume_state, per_rank = check_run(config, model_config, dist_info, device, resume, "task")
 
     say = print if (verbose and dist_info.is_main) else (lambda *a, **k: None)
