@@ -534,12 +534,10 @@ class TextTraining:
 def setup_text_training(config, resume: bool = False, say: Callable[[str], None] = print) -> TextTraining:
     """Corpus, tokenizer, model and Trainer for ``task.name: text``; writes config.yaml and
     tokenizer/ into the run directory. Every user mistake is raised before a step is taken."""
-    import random
-
     from gptdecoder import runtime
     from gptdecoder.config import gpt_config, save_config
     from gptdecoder.model import GPT
-    from gptdecoder.train import MetricsLog, Trainer, check_run, init_distributed, process_device
+    from gptdecoder.train import MetricsLog, Trainer, check_run, init_distributed, process_device, seed_process
 
     run_dir = Path(config.output.dir)
     device = runtime.resolve_device(config.train.device)
@@ -556,10 +554,7 @@ def setup_text_training(config, resume: bool = False, say: Callable[[str], None]
         save_config(config, run_dir / "config.yaml")
         corpus.tokenizer.save(run_dir / TOKENIZER_DIR)
 
-    if config.train.num_threads:
-        torch.set_num_threads(config.train.num_threads)
-    torch.manual_seed(config.train.seed)
-    random.seed(config.train.seed)
+    seed_process(config.train)
     model = GPT(model_config).to(device)
     quick = val_scorer(corpus, block_size, device, precision, windows=config.eval.quick_examples)
     log = MetricsLog(run_dir, config, append=resume) if dist_info.is_main else None

@@ -477,6 +477,14 @@ def load_run(run_dir: Union[str, Path], device: str = "cpu") -> Run:
 # -- putting it together -------------------------------------------------------------------
 
 
+def seed_process(cfg: TrainConfig) -> None:
+    """Threads and seeds before the model is built: the same seed gives the same weights."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+
 def check_run(config: Config, model_config: GPTConfig, dist_info: DistInfo, device: str, resume: bool,
               data: str) -> tuple[Optional[dict], int]:
     """Checks shared by task and text runs before the run directory is touched; returns the
@@ -525,10 +533,7 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
 
-    if config.train.num_threads:
-        torch.set_num_threads(config.train.num_threads)
-    torch.manual_seed(config.train.seed)
-    random.seed(config.train.seed)
+    seed_process(config.train)
     model = GPT(model_config).to(device)
     test_set = task.test_examples(config.eval.examples)
     quick_set = test_set[: config.eval.quick_examples]  # test_examples is in random order
