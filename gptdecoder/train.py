@@ -355,10 +355,10 @@ class Trainer:
                 lr = self.scheduler.get_last_lr()[0]
                 self.log({"iter": self.step, "loss": self.last_loss, "lr": lr, "train_seconds": round(self.train_seconds, 3)})
             bar.update(1)
-            if self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters:
+            evaluating = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
+            if evaluating:
                 stopped = self.run_eval()
-                bar.set_postfix(loss=f"{self.last_loss:.4f}", acc=f"{self.last_accuracy or 0:.3f}")
-            elif self.step % cfg.log_interval == 0:
+            if evaluating or self.step % cfg.log_interval == 0:
                 bar.set_postfix(loss=f"{self.last_loss:.4f}", acc=f"{self.last_accuracy or 0:.3f}")
             if checkpoint and cfg.ckpt_interval and self.step % cfg.ckpt_interval == 0:
                 checkpoint(self)
@@ -408,9 +408,9 @@ class MetricsLog:
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         step = record["iter"]
-        for key, value in record.items():
-            if key != "iter" and isinstance(value, (int, float)):
-                if self.tb is not None:
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "iter" and isinstance(value, (int, float)):
                     self.tb.add_scalar(key, value, step)
         if self.wandb is not None:
             self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
