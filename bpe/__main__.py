@@ -26,12 +26,17 @@ def _read_text(args: argparse.Namespace) -> str:
         return args.text
     if args.file is None or args.file == "-":
         return sys.stdin.read()
+    return _read_file(args.file)
+
+
+def _read_file(path: str) -> str:
+    """A UTF-8 text file; BPEError (one ``error:`` line) if it is unreadable or not UTF-8."""
     try:
-        return Path(args.file).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise BPEError(f"cannot read {args.file}: {exc.strerror}") from None
+        raise BPEError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
-        raise BPEError(f"{args.file} is not UTF-8 text") from None
+        raise BPEError(f"{path} is not UTF-8 text") from None
 
 
 def _encoder(args: argparse.Namespace) -> Encoder:
@@ -68,13 +73,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    try:
-        text = Path(args.input).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BPEError(f"cannot read {args.input}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise BPEError(f"{args.input} is not UTF-8 text") from None
-    encoder = train(text, args.vocab_size, out_dir=args.out, verbose=args.verbose)
+    encoder = train(_read_file(args.input), args.vocab_size, out_dir=args.out, verbose=args.verbose)
     print(f"wrote {encoder.n_vocab} tokens to {args.out}")
 
 
