@@ -299,11 +299,10 @@ class GPT(nn.Module):
         set it to 0 over the prompt, so only the answer is learned).
         With a ``kv_cache`` the T new tokens continue the cached positions.
         """
-        B, T = idx.shape
         start = kv_cache.length if kv_cache is not None else 0
-        if start + T > self.config.block_size:
+        if start + idx.size(1) > self.config.block_size:
             raise ValueError(
-                f"sequence of {start + T} tokens is longer than model.block_size={self.config.block_size}: "
+                f"sequence of {start + idx.size(1)} tokens is longer than model.block_size={self.config.block_size}: "
                 f"crop the input to its last {self.config.block_size} tokens"
             )
         lo, hi = torch.aminmax(idx)  # one cheap reduction; an out-of-range id would otherwise
@@ -311,14 +310,7 @@ class GPT(nn.Module):
             raise ValueError(
                 f"token ids must be in [0, {self.config.vocab_size}) (model.vocab_size); got min {int(lo)}, max {int(hi)}"
             )
-        tok_emb = self.hook_embed(self.wte(idx))  # (B, T, C)
-        # positions start ... start+T-1 are consecutive rows: a slice, no index lookup needed
-        pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T][None])  # (1, T, C)
-        x = self.drop(tok_emb + pos_emb)
-        for i, block in enumerate(self.blocks):
-            x = block(x, kv_cache, i)
-        x = self.ln_final(x)
-        logits = self.lm_head(x)  # (B, T, vocab)
+        logits = self._logits(idx, kv_cache)  # (B, T, vocab)
 
         loss = None
         if targets is not None:
@@ -330,6 +322,21 @@ class GPT(nn.Module):
                 weights = loss_mask.reshape(-1).to(per_token.dtype)
                 loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
         return logits, loss
+
+    def _logits(self, idx: torch.Tensor, kv_cache: Optional[KVCache] = None) -> torch.Tensor:
+        """forward() without its input checks: idx (B, T) -> logits (B, T, vocab).
+
+        generate() checks the prompt once and then calls this for every new token,
+        saving the id-range check (a reduction and two host syncs) per decode step.
+        """
+        start = kv_cache.length if kv_cache is not None else 0
+        tok_emb = self.hook_embed(self.wte(idx))  # (B, T, C)
+        # positions start ... start+T-1 are consecutive rows: a slice, no index lookup needed
+        pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + idx.size(1)][None])  # (1, T, C)
+        x = self.drop(tok_emb + pos_emb)
+        for i, block in enumerate(self.blocks):
+            x = block(x, kv_cache, i)
+        return self.lm_head(self.ln_final(x))  # (B, T, vocab)
 
     @torch.no_grad()
     def generate(
@@ -375,12 +382,14 @@ class GPT(nn.Module):
         with torch.inference_mode():
             cache: Optional[KVCache] = None
             for _ in range(max_new_tokens):
+                # ids were checked above and the window never exceeds block_size, so
+                # skip forward()'s per-call checks
                 if cache is not None and n <= block:
-                    logits, _ = self(out[:, n - 1 : n], kv_cache=cache)  # one new position
+                    logits = self._logits(out[:, n - 1 : n], cache)  # one new position
                 else:  # first step, or the window slid: encode the last block_size tokens
                     window = out[:, max(0, n - block) : n]
                     cache = KVCache(self.config, B, block)
-                    logits, _ = self(window, kv_cache=cache)
+                    logits = self._logits(window, cache)
                 next_id = self.sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)  # (B, 1)
                 if stop.numel():  # rows already done repeat their stop token
                     next_id = torch.where(done[:, None], out[:, n - 1 : n], next_id)
