@@ -133,10 +133,9 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, kv_cache: Optional["KVCache"] = None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
-        q = self.hook_q(q.view(B, T, self.n_head, self.d_head))  # (B, T, nh, hs)
-        k = self.hook_k(k.view(B, T, self.n_head, self.d_head))
-        v = self.hook_v(v.view(B, T, self.n_head, self.d_head))
+        # c_attn's output (B, T, 3C) is q, k, v side by side, each nh heads of hs numbers
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.d_head).unbind(2)  # each (B, T, nh, hs)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
         if kv_cache is not None:
             k, v = kv_cache.append(layer, k, v)  # (B, nh, T_k, hs): all keys so far
