@@ -9,12 +9,11 @@ and the ratio of medians is printed, so noise from other processes mostly cancel
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from gptdecoder.model import GPT, GPTConfig
+from timing import add_threads_option, apply_threads, median_seconds
 
 
 @torch.inference_mode()
@@ -27,20 +26,13 @@ def generate_full_recompute(model: GPT, idx: torch.Tensor, max_new_tokens: int) 
     return idx
 
 
-def time_once(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new-tokens", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=9, help="alternating runs per side (the median is kept)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    add_threads_option(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     torch.manual_seed(0)
     config = GPTConfig(vocab_size=65, block_size=256, n_layer=4, n_head=4, d_model=128)
@@ -55,12 +47,8 @@ def main() -> None:
         generate_full_recompute(model, prompt, n)
 
     same = torch.equal(model.generate(prompt, n, do_sample=False), generate_full_recompute(model, prompt, n))
-    cached_times, full_times = [], []
-    for _ in range(args.repeats):  # alternate so both see the same machine load
-        cached_times.append(time_once(cached))
-        full_times.append(time_once(full))
-    cached_tps = n / statistics.median(cached_times)
-    full_tps = n / statistics.median(full_times)
+    seconds = median_seconds({"cached": cached, "full": full}, args.repeats, warmup=0)  # alternating
+    cached_tps, full_tps = n / seconds["cached"], n / seconds["full"]
     print(f"shape: 4 layers, 4 heads, d_model 128, block_size 256, vocab 65; {n} new tokens, batch 1, "
           f"{torch.get_num_threads()} torch threads for both sides (generate() does not change it)")
     print(f"same greedy tokens: {same}")

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 from typing import Callable
 
 import torch
 
 from gptdecoder.hooks import HookPoint
 from gptdecoder.model import GPT, GPTConfig
+from timing import add_threads_option, apply_threads, median_seconds
 
 V, T, B = 65, 64, 12
 
@@ -58,27 +57,17 @@ def train_step_fn(model: GPT, x: torch.Tensor, y: torch.Tensor) -> Callable[[], 
 
 def median_ratio(fn: Callable[[], None], baseline: Callable[[], None], rounds: int, reps: int) -> tuple[float, float, float]:
     """(median seconds of fn, of baseline, ratio of medians), alternating the two."""
-    a, b = [], []
-    for fn_ in (fn, baseline, fn, baseline):  # warm-up
-        fn_()
-    for _ in range(rounds):
-        for fn_, out in ((fn, a), (baseline, b)):
-            start = time.perf_counter()
-            for _ in range(reps):
-                fn_()
-            out.append((time.perf_counter() - start) / reps)
-    ma, mb = statistics.median(a), statistics.median(b)
-    return ma, mb, ma / mb
+    t = median_seconds({"fn": fn, "baseline": baseline}, rounds, reps, warmup=2)
+    return t["fn"], t["baseline"], t["fn"] / t["baseline"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=20, help="repetitions per timed round")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    add_threads_option(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=4, n_head=4, d_model=128, dropout=0.0))

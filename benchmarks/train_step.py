@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -25,6 +23,7 @@ import transformers
 
 from gptdecoder import runtime
 from gptdecoder.model import GPT, GPTConfig
+from timing import add_threads_option, apply_threads, median_seconds
 
 V, T, B, L, H, D = 65, 64, 12, 4, 4, 128
 
@@ -52,10 +51,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="steps per timed round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    add_threads_option(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     auto = runtime.resolve_precision("auto", "cpu")
 
     torch.manual_seed(0)
@@ -70,17 +68,7 @@ def main() -> None:
         "HF fp32": make_step(hf_model, True, "fp32"),
         f"HF {auto}": make_step(hf_model, True, auto),
     }
-    for step in variants.values():  # warm-up
-        for _ in range(3):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.rounds):  # round-robin so load from other processes hits all alike
-        for name, step in variants.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            times[name].append((time.perf_counter() - start) / args.steps)
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = median_seconds(variants, args.rounds, args.steps, warmup=3)
 
     print(f"shape: {L} layers, {H} heads, d_model {D}, context {T}, batch {B}, vocab {V}; "
           f"fwd+bwd+AdamW(fused); {torch.get_num_threads()} threads; 'auto' precision = {auto}")
