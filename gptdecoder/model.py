@@ -20,6 +20,8 @@ from torch import nn
 
 from gptdecoder import hooks as _hooks
 from gptdecoder.hooks import HookPoint
+# nn.Linear, nn.LayerNorm, ... and nn.Module with less Python overhead per call (see layers.py)
+from gptdecoder.layers import GELU, Dropout, Embedding, LayerNorm, Linear, Module
 
 
 # config name -> the GELU it means (nn.GELU's `approximate` argument)
@@ -64,8 +66,8 @@ class GPTConfig:
         return self.d_model // self.n_head
 
 
-class LayerNorm(nn.LayerNorm):
-    """nn.LayerNorm with a hook on its output (used for ln_final.hook_normalized)."""
+class HookedLayerNorm(LayerNorm):
+    """LayerNorm with a hook on its output (used for ln_final.hook_normalized)."""
 
     def __init__(self, d_model: int, bias: bool) -> None:
         super().__init__(d_model, bias=bias)
@@ -75,19 +77,7 @@ class LayerNorm(nn.LayerNorm):
         return self.hook_normalized(super().forward(x))
 
 
-class Dropout(nn.Dropout):
-    """nn.Dropout that is free when idle (eval mode, or rate 0).
-
-    Like HookPoint, ``__call__`` skips nn.Module's call machinery when there is
-    nothing to do: generation runs ~9 dropouts per token, all of them no-ops, and
-    each full module call costs a few microseconds of a ~700 us decode step.
-    """
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return super().__call__(x) if self.training and self.p > 0 else x
-
-
-class CausalSelfAttention(nn.Module):
+class CausalSelfAttention(Module):
     """Multi-head self-attention where position t sees only positions <= t.
 
     Two paths compute the same thing. The fast one calls the fused
@@ -103,8 +93,8 @@ class CausalSelfAttention(nn.Module):
         self.d_head = config.d_head
         self.dropout = config.dropout
         self.explicit = False
-        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # q, k, v at once
-        self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.c_attn = Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # q, k, v at once
+        self.c_proj = Linear(config.d_model, config.d_model, bias=config.bias)
         self.attn_dropout = Dropout(config.dropout)
         # mask[i, j] is True where query i may look at key j (j <= i)
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
@@ -163,15 +153,15 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(z.reshape(B, T, C))  # (B, T, C)
 
 
-class MLP(nn.Module):
+class MLP(Module):
     """Position-wise feed-forward: C -> mlp_ratio*C -> C with a GELU (GPT-2's tanh one by default)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         hidden = config.mlp_ratio * config.d_model
-        self.c_fc = nn.Linear(config.d_model, hidden, bias=config.bias)
-        self.gelu = nn.GELU(approximate=ACTIVATIONS[config.activation])
-        self.c_proj = nn.Linear(hidden, config.d_model, bias=config.bias)
+        self.c_fc = Linear(config.d_model, hidden, bias=config.bias)
+        self.gelu = GELU(approximate=ACTIVATIONS[config.activation])
+        self.c_proj = Linear(hidden, config.d_model, bias=config.bias)
         self.dropout = Dropout(config.dropout)
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
@@ -181,15 +171,15 @@ class MLP(nn.Module):
         return self.dropout(self.c_proj(h))  # (B, T, C)
 
 
-class Block(nn.Module):
+class Block(Module):
     """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.ln_1 = LayerNorm(config.d_model, bias=config.bias)
         self.attn = CausalSelfAttention(config)
         self.resid_dropout = Dropout(config.dropout)
-        self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.ln_2 = LayerNorm(config.d_model, bias=config.bias)
         self.mlp = MLP(config)
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
@@ -243,18 +233,18 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, nh, end, hs)
 
 
-class GPT(nn.Module):
+class GPT(Module):
     """Token + position embeddings, n_layer Blocks, a final LayerNorm and the LM head."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embeddings
-        self.wpe = nn.Embedding(config.block_size, config.d_model)  # learned position embeddings
+        self.wte = Embedding(config.vocab_size, config.d_model)  # token embeddings
+        self.wpe = Embedding(config.block_size, config.d_model)  # learned position embeddings
         self.drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_final = LayerNorm(config.d_model, bias=config.bias)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.ln_final = HookedLayerNorm(config.d_model, bias=config.bias)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
         self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
