@@ -2,7 +2,8 @@
 
 The full-recompute sampler is the minGPT/nanoGPT way: every new token re-runs the
 whole context (cropped to block_size). Both run in the same process, alternating,
-and the ratio of medians is printed, so noise from other processes mostly cancels.
+and the median of the per-round ratios is printed, so noise from other processes
+mostly cancels.
 
     python benchmarks/generate_speed.py [--new-tokens 250] [--repeats 9] [--threads N]
 """
@@ -13,7 +14,9 @@ import argparse
 import torch
 
 from gptdecoder.model import GPT, GPTConfig
-from timing import add_threads_option, apply_threads, median_seconds
+import statistics
+
+from timing import add_threads_option, apply_threads, paired_ratio, round_robin
 
 
 @torch.inference_mode()
@@ -47,14 +50,15 @@ def main() -> None:
         generate_full_recompute(model, prompt, n)
 
     same = torch.equal(model.generate(prompt, n, do_sample=False), generate_full_recompute(model, prompt, n))
-    seconds = median_seconds({"cached": cached, "full": full}, args.repeats, warmup=0)  # alternating
-    cached_tps, full_tps = n / seconds["cached"], n / seconds["full"]
+    times = round_robin({"cached": cached, "full": full}, args.repeats, warmup=0)  # alternating
+    cached_tps, full_tps = n / statistics.median(times["cached"]), n / statistics.median(times["full"])
     print(f"shape: 4 layers, 4 heads, d_model 128, block_size 256, vocab 65; {n} new tokens, batch 1, "
           f"{torch.get_num_threads()} torch threads for both sides (generate() does not change it)")
     print(f"same greedy tokens: {same}")
     print(f"kv-cache generate:       {cached_tps:8.0f} tokens/s  (median of {args.repeats})")
     print(f"full-recompute generate: {full_tps:8.0f} tokens/s  (median of {args.repeats})")
-    print(f"speed-up (kv-cache / full recompute): {cached_tps / full_tps:.2f}x  (target >= 4x)")
+    print(f"speed-up (kv-cache / full recompute, median of per-round ratios): "
+          f"{paired_ratio(times, 'full', 'cached'):.2f}x  (target >= 4x)")
 
 
 if __name__ == "__main__":

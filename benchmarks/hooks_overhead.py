@@ -6,10 +6,14 @@
 2. Capturing every layer's hook_pattern with run_with_cache (explicit attention path)
    vs a plain forward (fused SDPA). Target: <= 1.5x.
 
-Variants alternate within one process and ratios of medians are printed.
+Variants alternate within one process; each figure is the median over rounds of the
+ratio within a round. The idle-hook difference is small (tens of microseconds in a
+~30 ms step) against this machine's noise (a few % from one step to the next), so it
+alternates single steps, ~300 pairs of them, and also prints the quartiles of the
+per-pair ratios to show how well the median is pinned down.
 Shape: nanoGPT's CPU baby (4 layers, 4 heads, d_model 128, context 64, batch 12, vocab 65).
 
-    python benchmarks/hooks_overhead.py [--rounds 7] [--steps 20] [--threads N]
+    python benchmarks/hooks_overhead.py [--pairs 300] [--rounds 7] [--steps 20] [--threads N]
 """
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ import torch
 
 from gptdecoder.hooks import HookPoint
 from gptdecoder.model import GPT, GPTConfig
-from timing import add_threads_option, apply_threads, median_seconds
+import statistics
+
+from timing import add_threads_option, apply_threads, paired_ratio, round_robin
 
 V, T, B = 65, 64, 12
 
@@ -55,16 +61,11 @@ def train_step_fn(model: GPT, x: torch.Tensor, y: torch.Tensor) -> Callable[[], 
     return step
 
 
-def median_ratio(fn: Callable[[], None], baseline: Callable[[], None], rounds: int, reps: int) -> tuple[float, float, float]:
-    """(median seconds of fn, of baseline, ratio of medians), alternating the two."""
-    t = median_seconds({"fn": fn, "baseline": baseline}, rounds, reps, warmup=2)
-    return t["fn"], t["baseline"], t["fn"] / t["baseline"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=20, help="repetitions per timed round")
+    parser.add_argument("--pairs", type=int, default=300, help="alternating single training steps per variant")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of the capture comparison")
+    parser.add_argument("--steps", type=int, default=20, help="forward passes per round of the capture comparison")
     add_threads_option(parser)
     args = parser.parse_args()
     apply_threads(args)
@@ -75,18 +76,24 @@ def main() -> None:
     x, y = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
     print(f"shape: 4 layers, 4 heads, d_model 128, context {T}, batch {B}, vocab {V}; {torch.get_num_threads()} threads")
 
-    with_hp, no_hp, ratio = median_ratio(train_step_fn(model, x, y), train_step_fn(bare, x, y), args.rounds, args.steps)
-    print(f"train step, idle hook points: {with_hp * 1e3:.2f} ms vs {no_hp * 1e3:.2f} ms without hook points "
-          f"-> ratio {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%, target <= +2%)")
+    times = round_robin({"hooked": train_step_fn(model, x, y), "bare": train_step_fn(bare, x, y)}, args.pairs, warmup=5)
+    ratio = paired_ratio(times, "hooked", "bare")
+    q1, _, q3 = statistics.quantiles([a / b for a, b in zip(times["hooked"], times["bare"])], n=4)
+    print(f"train step, idle hook points: {statistics.median(times['hooked']) * 1e3:.2f} ms vs "
+          f"{statistics.median(times['bare']) * 1e3:.2f} ms without hook points (medians of {args.pairs})")
+    print(f"  -> ratio {ratio:.4f} (overhead {100 * (ratio - 1):+.2f}%, target <= +2%); "
+          f"per-pair ratios: quartiles {q1:.3f} .. {q3:.3f}")
 
     model.eval()
     patterns = [name for name in model.hook_dict if name.endswith("hook_pattern")]
     with torch.no_grad():
-        capture, plain, ratio = median_ratio(
-            lambda: model.run_with_cache(x, names_filter=patterns), lambda: model(x), args.rounds, args.steps
+        times = round_robin(
+            {"capture": lambda: model.run_with_cache(x, names_filter=patterns), "plain": lambda: model(x)},
+            args.rounds, args.steps, warmup=2,
         )
-    print(f"forward capturing all {len(patterns)} patterns: {capture * 1e3:.2f} ms vs plain forward "
-          f"{plain * 1e3:.2f} ms -> ratio {ratio:.2f}x (target <= 1.5x)")
+    print(f"forward capturing all {len(patterns)} patterns: {statistics.median(times['capture']) * 1e3:.2f} ms "
+          f"vs plain forward {statistics.median(times['plain']) * 1e3:.2f} ms "
+          f"-> ratio {paired_ratio(times, 'capture', 'plain'):.2f}x (target <= 1.5x)")
 
 
 if __name__ == "__main__":

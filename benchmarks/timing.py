@@ -1,8 +1,11 @@
-"""Shared timing for the benchmarks: alternate the variants, keep medians.
+"""Shared timing for the benchmarks: alternate the variants, compare within rounds.
 
-These machines are shared and noisy, so absolute times mean little; running every
-variant round-robin in one process makes load from other processes hit all of them
-alike, and the ratio of medians is the figure to quote.
+These machines are shared and noisy, so absolute times mean little. Every variant
+runs once per round, round-robin in one process, with the order reversed every other
+round (ABBA), so load from other processes and order effects hit all of them alike.
+The figure to quote is a ratio; ``paired_ratio`` takes it within each round (the two
+runs of a round are seconds apart) and keeps the median over rounds, which is steadier
+than a ratio of two medians when the machine's speed drifts during the run.
 """
 from __future__ import annotations
 
@@ -23,17 +26,29 @@ def apply_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def median_seconds(variants: dict[str, Callable[[], object]], rounds: int, reps: int = 1,
-                   warmup: int = 1) -> dict[str, float]:
-    """Median seconds per call of each variant, timed round-robin (``reps`` calls per round)."""
+def round_robin(variants: dict[str, Callable[[], object]], rounds: int, reps: int = 1,
+                warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each variant in each round (``reps`` calls per round), order ABBA."""
     for _ in range(warmup):
         for fn in variants.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
+    order = list(variants.items())
+    for r in range(rounds):
+        for name, fn in order if r % 2 == 0 else reversed(order):
             start = time.perf_counter()
             for _ in range(reps):
                 fn()
             times[name].append((time.perf_counter() - start) / reps)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def median_seconds(variants: dict[str, Callable[[], object]], rounds: int, reps: int = 1,
+                   warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each variant, timed round-robin."""
+    return {name: statistics.median(t) for name, t in round_robin(variants, rounds, reps, warmup).items()}
+
+
+def paired_ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of times[numerator][i] / times[denominator][i]."""
+    return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))

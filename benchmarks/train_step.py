@@ -23,7 +23,9 @@ import transformers
 
 from gptdecoder import runtime
 from gptdecoder.model import GPT, GPTConfig
-from timing import add_threads_option, apply_threads, median_seconds
+import statistics
+
+from timing import add_threads_option, apply_threads, paired_ratio, round_robin
 
 V, T, B, L, H, D = 65, 64, 12, 4, 4, 128
 
@@ -68,16 +70,17 @@ def main() -> None:
         "HF fp32": make_step(hf_model, True, "fp32"),
         f"HF {auto}": make_step(hf_model, True, auto),
     }
-    median = median_seconds(variants, args.rounds, args.steps, warmup=3)
+    times = round_robin(variants, args.rounds, args.steps, warmup=3)
+    median = {name: statistics.median(t) for name, t in times.items()}
 
     print(f"shape: {L} layers, {H} heads, d_model {D}, context {T}, batch {B}, vocab {V}; "
           f"fwd+bwd+AdamW(fused); {torch.get_num_threads()} threads; 'auto' precision = {auto}")
     for name, seconds in median.items():
         print(f"{name:10s} {seconds * 1e3:7.2f} ms/step  {B * T / seconds:9.0f} tokens/s")
-    print("speed-ups (HF step time / ours; target >= 1.25x):")
-    print(f"  ours fp32 vs HF fp32:       {median['HF fp32'] / median['ours fp32']:.2f}x")
-    print(f"  ours {auto} vs HF fp32:       {median['HF fp32'] / median[f'ours {auto}']:.2f}x")
-    print(f"  ours {auto} vs HF {auto}:       {median[f'HF {auto}'] / median[f'ours {auto}']:.2f}x")
+    print("speed-ups (HF step time / ours, median of per-round ratios; target >= 1.25x):")
+    print(f"  ours fp32 vs HF fp32:       {paired_ratio(times, 'HF fp32', 'ours fp32'):.2f}x")
+    print(f"  ours {auto} vs HF fp32:       {paired_ratio(times, 'HF fp32', f'ours {auto}'):.2f}x")
+    print(f"  ours {auto} vs HF {auto}:       {paired_ratio(times, f'HF {auto}', f'ours {auto}'):.2f}x")
 
 
 if __name__ == "__main__":
