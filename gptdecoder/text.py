@@ -428,20 +428,22 @@ def evaluate_split(
     vocab = model.config.vocab_size
     was_training = model.training
     model.eval()
-    ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
-    n_full = n_pred // block_size
-    per_batch = max(1, max_logits // (block_size * vocab))
-    total = 0.0
-    batches = [(s, min(n_full, s + per_batch)) for s in range(0, n_full, per_batch)]
-    for first, last in batches:
-        span = ids[first * block_size : last * block_size + 1]
-        x = span[:-1].view(last - first, block_size)
-        y = span[1:].view(last - first, block_size)
-        total += _sum_nats(model, x, y, device, autocast)
-    if n_full * block_size < n_pred:  # the remainder window
-        span = ids[n_full * block_size :]
-        total += _sum_nats(model, span[None, :-1], span[None, 1:], device, autocast)
-    model.train(was_training)
+    try:
+        ids = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+        n_full = n_pred // block_size
+        per_batch = max(1, max_logits // (block_size * vocab))
+        total = 0.0
+        batches = [(s, min(n_full, s + per_batch)) for s in range(0, n_full, per_batch)]
+        for first, last in batches:
+            span = ids[first * block_size : last * block_size + 1]
+            x = span[:-1].view(last - first, block_size)
+            y = span[1:].view(last - first, block_size)
+            total += _sum_nats(model, x, y, device, autocast)
+        if n_full * block_size < n_pred:  # the remainder window
+            span = ids[n_full * block_size :]
+            total += _sum_nats(model, span[None, :-1], span[None, 1:], device, autocast)
+    finally:  # also when interrupted (Ctrl-C during a long evaluation): training continues as it was
+        model.train(was_training)
     return SplitScore(total / n_pred, total / (math.log(2) * max(n_bytes, 1)), n_pred)
 
 

@@ -223,6 +223,17 @@ def test_evaluate_scores_every_token_once():
     assert model.training  # the mode is restored
 
 
+def test_evaluate_restores_training_mode_when_interrupted():
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=16))
+
+    def interrupt(tensor, hook):
+        raise KeyboardInterrupt
+
+    with model.hooks(fwd_hooks=[("hook_embed", interrupt)]), pytest.raises(KeyboardInterrupt):
+        evaluate_split(model, np.arange(30, dtype=np.uint16) % 11, n_bytes=29, block_size=8)
+    assert model.training
+
+
 def test_uniform_model_scores_log_vocab():
     model = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, d_model=8))
     torch.nn.init.zeros_(model.lm_head.weight)  # tied: every logit is 0
