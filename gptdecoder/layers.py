@@ -15,9 +15,16 @@ to Python, not to matrix products. Two costs of ``torch.nn.Module`` dominate:
 time a submodule or parameter is assigned, its name becomes a class-level lookup
 that reads nn.Module's own registry (so tools that write the registry directly, such
 as quantization or ``torch.func.functional_call``, still work), and a call goes
-straight to ``forward`` unless some PyTorch hook is registered. Together they make
-KV-cache decoding 1.29-1.37x faster than the same model on plain nn.Module / nn.Linear
-(the two versions run alternately in one process, 2 threads; ~640 -> ~490 us a token).
+straight to ``forward`` unless some PyTorch hook is registered or FX, torch.export or
+torch.jit.trace is recording module calls. Together they make KV-cache decoding
+1.29-1.37x faster than the same model on plain nn.Module / nn.Linear (the two versions
+run alternately in one process, 2 threads; ~640 -> ~490 us a token).
+
+Known differences from nn.Module (tests/test_layers_compat.py compares the two):
+a hook registered *after* ``torch.compile(model)`` has compiled the model is not run
+by the compiled code (register hooks first, or use ``model.compile()``); child names
+become class attributes (``hasattr(GPT, "wte")`` is True); torch.ao's eager-mode
+quantization matches exact classes (see Linear).
 
 The other classes are the nn layers the model uses, built on ``Module``.
 """
@@ -34,6 +41,11 @@ from torch.nn.modules.module import (
     _global_forward_hooks,
     _global_forward_pre_hooks,
 )
+
+
+_nn_Module = nn.Module
+_nn_call = nn.Module.__call__
+_get_tracing_state = torch._C._get_tracing_state
 
 
 class _Submodule:
@@ -83,6 +95,8 @@ class Module(nn.Module):
             or self._compiled_call_impl is not None
             or _global_forward_hooks or _global_forward_pre_hooks
             or _global_backward_hooks or _global_backward_pre_hooks
+            or _nn_Module.__call__ is not _nn_call  # FX / torch.export record module calls by patching it
+            or _get_tracing_state()  # torch.jit.trace: keep one graph method per module
         ):
             return super().__call__(*args, **kwargs)  # nn.Module's full call path
         return self.forward(*args, **kwargs)
@@ -91,9 +105,9 @@ class Module(nn.Module):
 class Linear(Module, nn.Linear):
     """nn.Linear on Module.
 
-    ``isinstance(m, nn.Linear)`` holds for these layers; code that matches the exact
-    type (e.g. the default mapping of torch.ao's eager-mode quantize_dynamic) must
-    name ``layers.Linear`` as well.
+    ``isinstance(m, nn.Linear)`` holds, but code that matches the exact class skips
+    these layers: torch.ao's eager-mode ``quantize_dynamic`` quantizes none of them.
+    Set ``m.__class__ = nn.Linear`` on each first (the state is the same).
     """
 
 

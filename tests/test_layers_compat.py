@@ -3,8 +3,9 @@
 Every test builds a "twin": gptdecoder/model.py executed a second time with
 Module/Linear/LayerNorm/Embedding/GELU taken from torch.nn instead of
 gptdecoder.layers, loaded with the same weights. A tool or transformation applied to
-both must give the same result. The xfail(strict=True) tests are known divergences
-(see their reasons); once layers.py is fixed they XPASS and their marker must go.
+both must give the same result. The xfail(strict=True) test is the known divergence
+documented in layers.py (see its reason); if it is ever fixed it XPASSes and its
+marker must go.
 """
 from __future__ import annotations
 
@@ -368,12 +369,9 @@ def test_torch_compile_inductor_matches_eager():
         torch._dynamo.reset()
 
 
-# -- known divergences from nn.Module (all caused by Module.__call__ skipping nn.Module.__call__) --
+# -- tools that record module calls (Module.__call__ takes nn.Module's path while they trace) --
 
 
-@pytest.mark.xfail(strict=True, reason="layers.Module.__call__ bypasses the nn.Module.__call__ that FX's "
-                   "Tracer patches, so no module call is ever seen: even a custom is_leaf_module cannot "
-                   "keep layers.Linear as call_module")
 def test_fx_custom_tracer_can_keep_linear_as_a_leaf():
     class Tracer(torch.fx.Tracer):
         def is_leaf_module(self, m, qualname):
@@ -393,9 +391,6 @@ class _Logits(nn.Module):
         return self.m._logits(idx)
 
 
-@pytest.mark.xfail(strict=True, reason="non-strict torch.export (the default) tracks nn_module_stack by "
-                   "patching nn.Module.__call__, which layers.Module bypasses: every node is attributed to "
-                   "the root, so torch.export.unflatten cannot rebuild callable submodules")
 def test_export_keeps_the_module_hierarchy():
     stacks = []
     for model in twins():
@@ -405,9 +400,6 @@ def test_export_keeps_the_module_hierarchy():
     assert len(stacks[0]) == len(stacks[1])
 
 
-@pytest.mark.xfail(strict=True, reason="layers.Module.__call__ ignores torch._C._get_tracing_state(), so "
-                   "torch.jit.trace never goes through _slow_forward: submodule calls are inlined into one "
-                   "flat graph (no prim::CallMethod, no module scopes); numbers are unaffected")
 def test_jit_trace_records_submodule_calls():
     targets = ids(seed=2)
     calls = []
