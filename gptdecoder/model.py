@@ -115,8 +115,8 @@ class CausalSelfAttention(Module):
         thing and make the whole training step ~1.5x faster (measured: 46 vs 70 ms).
         """
         return (
-            x.device.type == "cpu"
-            and torch.is_grad_enabled()
+            torch.is_grad_enabled()  # first: False during generation, the one cheap test per layer
+            and x.device.type == "cpu"
             and torch.is_autocast_enabled("cpu")
             and torch.get_autocast_dtype("cpu") == torch.bfloat16
         )
