@@ -447,6 +447,15 @@ class GPT(Module):
         (logits, _), cache = _hooks.run_with_cache(self, idx, names_filter=names_filter, **kwargs)
         return logits, cache
 
+    def run_with_hooks(self, idx: torch.Tensor, fwd_hooks=(), **kwargs):
+        """One forward pass with ``fwd_hooks=[(name, fn)]`` attached (TransformerLens's call).
+
+        Returns what ``model(idx, **kwargs)`` returns, (logits, loss); the hooks are
+        removed afterwards, also when the pass raises.
+        """
+        with self.hooks(fwd_hooks):
+            return self(idx, **kwargs)
+
     def hooks(self, fwd_hooks):
         """``with model.hooks(fwd_hooks=[(name, fn)]):`` -- hooks removed on exit, always."""
         return _hooks.hooks(self.hook_dict, fwd_hooks)

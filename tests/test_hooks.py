@@ -100,6 +100,12 @@ def test_hook_can_replace_an_activation(model):
         model(idx)
     assert seen == [f"blocks.{i}.hook_mlp_out" for i in range(L)]  # a None return leaves the tensor alone
 
+    # TransformerLens's one-call form: same result, hooks gone afterwards
+    targets = torch.randint(0, V, (B, T))
+    logits, loss = model.run_with_hooks(idx, fwd_hooks=[("blocks.0.attn.hook_z", zero_head_0)], targets=targets)
+    torch.testing.assert_close(logits, ablated)
+    assert loss is not None and all(not point.fns for point in model.hook_dict.values())
+
 
 def test_editing_the_pattern_changes_the_output(model):
     idx = torch.randint(0, V, (B, T))
