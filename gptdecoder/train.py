@@ -87,7 +87,7 @@ class TaskBatches:
             rows = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=generator)
             return tuple(t[rows.to(self.device)] for t in self.pool)  # type: ignore[return-value]
         rng = random.Random(step_seed)
-        return collate([self.task.sample_train(rng) for _ in range(self.batch_size)], self.device)
+        return collate([self.task.sample_train(rng, step) for _ in range(self.batch_size)], self.device)
 
 
 # -- evaluation ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import random
 import zlib
 
 import pytest
+import torch
 
 from gptdecoder.config import longer_tasks
 from gptdecoder.errors import UserError
@@ -148,50 +149,50 @@ def test_recall_multi_query_batches_and_errors():
         get_task("recall", num_queries=0)
 
 
-def test_recall_curriculum_draws_fewer_pairs_first_for_training_only():
+def test_recall_curriculum_draws_fewer_pairs_in_early_training_steps_only():
     base = get_task("recall", num_pairs=4, num_queries=3)
-    assert base.curriculum_pairs is None and base.curriculum_examples == 0
-    task = get_task("recall", num_pairs=4, num_queries=3, curriculum_pairs=2, curriculum_examples=40)
+    assert base.curriculum_pairs is None and base.curriculum_steps == 0
+    task = get_task("recall", num_pairs=4, num_queries=3, curriculum_pairs=2, curriculum_steps=3)
     assert task.seq_len == base.seq_len and task.vocab_size == base.vocab_size
     q = task.token("?")
     # held-out prompts, sample and the train-accuracy set are unchanged: always num_pairs pairs
     assert task.test_examples(50) == base.test_examples(50)
     assert task.sample(random.Random(5)) == base.sample(random.Random(5))
     assert all(p.index(q) == 8 for p, _ in task.train_examples(50))
-    # the first 40 training prompts have 2 pairs (never a test prompt), then 4, same as without
-    rng, base_rng = random.Random(0), random.Random(0)
-    for i in range(60):
-        prompt, answer = task.sample_train(rng)
-        n = prompt.index(q) // 2
-        assert n == (2 if i < 40 else 4) and not task.is_test(prompt)
-        pairs = dict(zip(prompt[0 : 2 * n : 2], prompt[1 : 2 * n : 2]))
-        assert len(pairs) == n and len(prompt) == 2 * n + 2 * 3
-        assert answer == [pairs[prompt[-1]]] == task.solve(prompt)
-        x, y, mask = build_example(prompt, answer)
-        assert sum(mask) == 3 and all(y[i] == pairs[x[i]] for i in range(len(y)) if mask[i])
-        if i == 39:
-            base_rng.setstate(rng.getstate())
-        if i >= 40:
-            assert (prompt, answer) == base.sample_train(base_rng)
-    # batches of the shorter prompts are shorter (the model's block_size is set by num_pairs)
+    # steps 0..2 draw 2 pairs (never a test prompt); from step 3 on the draws are the plain task's
+    for step in range(6):
+        rng, base_rng = random.Random(step), random.Random(step)
+        for _ in range(10):
+            prompt, answer = task.sample_train(rng, step)
+            n = prompt.index(q) // 2
+            assert n == (2 if step < 3 else 4) and not task.is_test(prompt)
+            pairs = dict(zip(prompt[0 : 2 * n : 2], prompt[1 : 2 * n : 2]))
+            assert len(pairs) == n and len(prompt) == 2 * n + 2 * 3
+            assert answer == [pairs[prompt[-1]]] == task.solve(prompt)
+            x, y, mask = build_example(prompt, answer)
+            assert sum(mask) == 3 and all(y[i] == pairs[x[i]] for i in range(len(y)) if mask[i])
+            if step >= 3:
+                assert (prompt, answer) == base.sample_train(base_rng, step)
+    # a batch depends only on (seed, rank, step): asking again, or out of order, gives the same
     from gptdecoder.train import TaskBatches
 
-    task = get_task("recall", num_pairs=4, num_queries=3, curriculum_pairs=2, curriculum_examples=16)
     batches = TaskBatches(task, 16, seed=0)
     x, y, mask = batches.get_batch(0)
     assert x.shape == (16, 2 * 2 + 2 * 3) and mask.sum().item() == 16 * 3
-    x, y, mask = batches.get_batch(1)
-    assert x.shape == (16, task.seq_len - 1) and mask.sum().item() == 16 * 3
+    late = batches.get_batch(5)
+    assert late[0].shape == (16, task.seq_len - 1) and late[2].sum().item() == 16 * 3
+    for again, first in zip(TaskBatches(task, 16, seed=0).get_batch(0), (x, y, mask)):
+        assert torch.equal(again, first)
     # a config with the curriculum still gets the block size num_pairs needs
     from gptdecoder.config import config_from_dict
 
-    params = {"num_pairs": 4, "num_queries": 3, "curriculum_pairs": 2, "curriculum_examples": 16}
+    params = {"num_pairs": 4, "num_queries": 3, "curriculum_pairs": 2, "curriculum_steps": 3}
     assert config_from_dict({"task": {"name": "recall", "params": params}}).model.block_size == task.seq_len - 1
-    # without curriculum_pairs (the default) or with 0 examples, training draws are unchanged
-    for kwargs in ({"curriculum_examples": 10}, {"curriculum_pairs": 2}):
+    # without curriculum_pairs (the default) or with 0 steps, training draws are unchanged
+    for kwargs in ({"curriculum_steps": 10}, {"curriculum_pairs": 2}):
         other = get_task("recall", num_pairs=4, num_queries=3, **kwargs)
         a, b = random.Random(1), random.Random(1)
         assert [other.sample_train(a) for _ in range(20)] == [base.sample_train(b) for _ in range(20)]
-    for bad in ({"curriculum_pairs": 0}, {"curriculum_pairs": 5}, {"curriculum_examples": -1}):
+    for bad in ({"curriculum_pairs": 0}, {"curriculum_pairs": 5}, {"curriculum_steps": -1}):
         with pytest.raises(UserError, match="curriculum_"):
             get_task("recall", num_pairs=4, **bad)

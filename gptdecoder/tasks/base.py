@@ -122,8 +122,11 @@ class Task:
     def is_test(self, prompt: list[int]) -> bool:
         return prompt_hash(prompt) % 10_000 < self.test_fraction * 10_000
 
-    def sample_train(self, rng: random.Random) -> Example:
-        """A random training example: prompts on the test side are redrawn."""
+    def sample_train(self, rng: random.Random, step: int = 0) -> Example:
+        """A random training example for optimizer step ``step``: prompts on the test side
+        are redrawn. ``step`` is there for tasks with a curriculum (see RecallTask);
+        since the trainer derives ``rng`` from (seed, rank, step), a batch stays a
+        function of the step, so resumed and multi-process runs see the same data."""
         while True:
             prompt = self.sample_prompt(rng)
             if not self.is_test(prompt):

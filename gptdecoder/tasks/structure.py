@@ -26,14 +26,14 @@ class RecallTask(Task):
     sequence instead of one, which is what lets the induction circuit form in minutes on
     a CPU. Evaluation still scores only the answer, the value of the last query.
 
-    With curriculum_pairs and curriculum_examples set, the first curriculum_examples
-    training prompts this task object draws (sample_train, counted per process) have
-    curriculum_pairs pairs, the later ones num_pairs. With 4 pairs, a 2-pair phase forms
-    the induction circuit in a few hundred steps and 4 pairs are then solved within ~150
-    more, where training on 4 pairs from the start stays on the ~36% plateau for minutes
-    (configs/tasks/recall_4pairs.yaml; mixing the pair counts within each batch instead
-    never left the plateau). The count is not checkpointed: a resumed run repeats the
-    curriculum. Held-out and train-accuracy prompts always have num_pairs pairs.
+    With curriculum_pairs and curriculum_steps set, the training prompts of the first
+    curriculum_steps optimizer steps have curriculum_pairs pairs, the later ones num_pairs.
+    With 4 pairs, a 2-pair phase forms the induction circuit in a few hundred steps and 4
+    pairs are then solved within ~150 more, where training on 4 pairs from the start stays
+    on the ~36% plateau for minutes (configs/tasks/recall_4pairs.yaml; mixing the pair
+    counts within each batch instead never left the plateau). The switch depends only on
+    the step, so resumed and multi-process runs switch at the same point. Held-out and
+    train-accuracy prompts always have num_pairs pairs.
     """
 
     name = "recall"
@@ -42,7 +42,7 @@ class RecallTask(Task):
     num_values: int = 10
     num_queries: int = 1
     curriculum_pairs: Optional[int] = None
-    curriculum_examples: int = 0
+    curriculum_steps: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,9 +56,8 @@ class RecallTask(Task):
             raise ValueError(f"num_queries={self.num_queries!r}: expected a positive integer")
         if self.curriculum_pairs is not None and not 1 <= self.curriculum_pairs <= self.num_pairs:
             raise ValueError(f"curriculum_pairs={self.curriculum_pairs}: expected 1..num_pairs ({self.num_pairs}) or None")
-        if not isinstance(self.curriculum_examples, int) or self.curriculum_examples < 0:
-            raise ValueError(f"curriculum_examples={self.curriculum_examples!r}: expected an integer >= 0")
-        self._train_draws = 0  # training prompts drawn so far (for the curriculum)
+        if not isinstance(self.curriculum_steps, int) or self.curriculum_steps < 0:
+            raise ValueError(f"curriculum_steps={self.curriculum_steps!r}: expected an integer >= 0")
         keys = [chr(ord("a") + i) for i in range(self.num_keys)]
         self.symbols = DIGITS[: self.num_values] + keys + ["?"]
 
@@ -69,10 +68,9 @@ class RecallTask(Task):
     def sample_prompt(self, rng: random.Random) -> list[int]:
         return self._sample_prompt(rng, self.num_pairs)
 
-    def sample_train(self, rng: random.Random) -> tuple[list[int], list[int]]:
-        self._train_draws += 1
-        if self.curriculum_pairs is None or self._train_draws > self.curriculum_examples:
-            return super().sample_train(rng)
+    def sample_train(self, rng: random.Random, step: int = 0) -> tuple[list[int], list[int]]:
+        if self.curriculum_pairs is None or step >= self.curriculum_steps:
+            return super().sample_train(rng, step)
         while True:  # prompts on the test side are redrawn, as in Task.sample_train
             prompt = self._sample_prompt(rng, self.curriculum_pairs)
             if not self.is_test(prompt):
