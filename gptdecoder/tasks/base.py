@@ -124,13 +124,17 @@ class Task:
 
     def sample_train(self, rng: random.Random, step: int = 0) -> Example:
         """A random training example for optimizer step ``step``: prompts on the test side
-        are redrawn. ``step`` is there for tasks with a curriculum (see RecallTask);
-        since the trainer derives ``rng`` from (seed, rank, step), a batch stays a
-        function of the step, so resumed and multi-process runs see the same data."""
+        are redrawn. Since the trainer derives ``rng`` from (seed, rank, step), a batch
+        stays a function of the step, so resumed and multi-process runs see the same data."""
         while True:
-            prompt = self.sample_prompt(rng)
+            prompt = self.train_prompt(rng, step)
             if not self.is_test(prompt):
                 return prompt, self.solve(prompt)
+
+    def train_prompt(self, rng: random.Random, step: int) -> list[int]:
+        """The prompt to draw at training step ``step``: sample_prompt, unless the task has
+        a curriculum (see RecallTask)."""
+        return self.sample_prompt(rng)
 
     def test_examples(self, n: int, seed: int = 0) -> list[Example]:
         """The held-out set: all test prompts when there are at most n of them (small

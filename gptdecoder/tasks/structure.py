@@ -68,13 +68,9 @@ class RecallTask(Task):
     def sample_prompt(self, rng: random.Random) -> list[int]:
         return self._sample_prompt(rng, self.num_pairs)
 
-    def sample_train(self, rng: random.Random, step: int = 0) -> tuple[list[int], list[int]]:
-        if self.curriculum_pairs is None or step >= self.curriculum_steps:
-            return super().sample_train(rng, step)
-        while True:  # prompts on the test side are redrawn, as in Task.sample_train
-            prompt = self._sample_prompt(rng, self.curriculum_pairs)
-            if not self.is_test(prompt):
-                return prompt, self.solve(prompt)
+    def train_prompt(self, rng: random.Random, step: int) -> list[int]:
+        in_curriculum = self.curriculum_pairs is not None and step < self.curriculum_steps
+        return self._sample_prompt(rng, self.curriculum_pairs if in_curriculum else self.num_pairs)
 
     def _sample_prompt(self, rng: random.Random, num_pairs: int) -> list[int]:
         keys = rng.sample(range(self.num_keys), num_pairs)
