@@ -10,12 +10,11 @@ mostly cancels.
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 
 from gptdecoder.model import GPT, GPTConfig
-import statistics
-
 from timing import add_threads_option, apply_threads, paired_ratio, round_robin
 
 

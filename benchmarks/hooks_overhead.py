@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-from typing import Callable
+import statistics
 
 import torch
 
 from gptdecoder.hooks import HookPoint
 from gptdecoder.model import GPT, GPTConfig
-import statistics
-
-from timing import add_threads_option, apply_threads, paired_ratio, round_robin
+from timing import adamw_step, add_threads_option, apply_threads, paired_ratio, round_robin
 
 V, T, B = 65, 64, 12
 
@@ -49,18 +47,6 @@ def without_hook_points(model: GPT) -> GPT:
     return bare
 
 
-def train_step_fn(model: GPT, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
-
-    def step() -> None:
-        _, loss = model(x, y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=300, help="alternating single training steps per variant")
@@ -76,7 +62,8 @@ def main() -> None:
     x, y = torch.randint(0, V, (B, T)), torch.randint(0, V, (B, T))
     print(f"shape: 4 layers, 4 heads, d_model 128, context {T}, batch {B}, vocab {V}; {torch.get_num_threads()} threads")
 
-    times = round_robin({"hooked": train_step_fn(model, x, y), "bare": train_step_fn(bare, x, y)}, args.pairs, warmup=5)
+    steps = {"hooked": adamw_step(model, lambda: model(x, y)[1]), "bare": adamw_step(bare, lambda: bare(x, y)[1])}
+    times = round_robin(steps, args.pairs, warmup=5)
     ratio = paired_ratio(times, "hooked", "bare")
     q1, _, q3 = statistics.quantiles([a / b for a, b in zip(times["hooked"], times["bare"])], n=4)
     print(f"train step, idle hook points: {statistics.median(times['hooked']) * 1e3:.2f} ms vs "

@@ -49,6 +49,18 @@ def median_seconds(variants: dict[str, Callable[[], object]], rounds: int, reps:
     return {name: statistics.median(t) for name, t in round_robin(variants, rounds, reps, warmup).items()}
 
 
+def adamw_step(model: torch.nn.Module, compute_loss: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    """A closure running one training step: compute_loss(), backward, fused AdamW, zero grads."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+
+    def step() -> None:
+        compute_loss().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
 def paired_ratio(times: dict[str, list[float]], numerator: str, denominator: str) -> float:
     """Median over rounds of times[numerator][i] / times[denominator][i]."""
     return statistics.median(a / b for a, b in zip(times[numerator], times[denominator]))

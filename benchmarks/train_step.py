@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -23,30 +24,23 @@ import transformers
 
 from gptdecoder import runtime
 from gptdecoder.model import GPT, GPTConfig
-import statistics
-
-from timing import add_threads_option, apply_threads, paired_ratio, round_robin
+from timing import adamw_step, add_threads_option, apply_threads, paired_ratio, round_robin
 
 V, T, B, L, H, D = 65, 64, 12, 4, 4, 128
 
 
 def make_step(model: torch.nn.Module, hf: bool, precision: str):
     """A closure running one training step on a fixed random batch."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     x = torch.randint(0, V, (B, T))
     y = torch.randint(0, V, (B, T))
 
-    def step() -> None:
+    def compute_loss() -> torch.Tensor:
         with runtime.autocast("cpu", precision):
             if hf:  # HF shifts the labels itself: position t is scored against labels[t + 1]
-                loss = model(input_ids=x, labels=x).loss
-            else:
-                _, loss = model(x, y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+                return model(input_ids=x, labels=x).loss
+            return model(x, y)[1]
 
-    return step
+    return adamw_step(model, compute_loss)
 
 
 def main() -> None:
