@@ -6,7 +6,7 @@ The same as ``python -m gptdecoder train -c config.yaml``; also runs under
 import argparse
 import sys
 
-from gptdecoder import train
+from gptdecoder.commands import train
 from gptdecoder.errors import UserError
 
 

@@ -1,21 +1,20 @@
 """Time to train a 2,048-token BPE vocabulary on Tiny Shakespeare (goal < 60 s).
 
+Needs the project installed (``pip install -e .``), like the other benchmarks.
+
     python benchmarks/bpe_train_speed.py [--vocab-size N] [--file TEXT]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import bpe
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import bpe  # noqa: E402
-
 SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
 

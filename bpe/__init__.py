@@ -11,9 +11,9 @@ See :mod:`bpe.encoder` (encoding), :mod:`bpe.train` (learning merges),
 :mod:`bpe.explain` (a merge-by-merge trace) and ``python -m bpe --help``.
 """
 
-from bpe.encoder import Encoder, get_encoder, load_encoder
+from bpe.encoder import Encoder, MergeStep, get_encoder, load_encoder
 from bpe.errors import BPEError
-from bpe.explain import MergeStep, PieceExplanation, explain, format_explanation
+from bpe.explain import PieceExplanation, explain, format_explanation
 from bpe.pretokenize import pretokenize
 from bpe.train import train
 

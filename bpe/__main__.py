@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bpe.encoder import Encoder, get_encoder
 from bpe.errors import BPEError
-from bpe.explain import format_explanation
+from bpe.explain import explain, format_explanation
 from bpe.train import train
 
 
@@ -69,7 +69,8 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
 
 def _cmd_explain(args: argparse.Namespace) -> None:
-    print(format_explanation(_encoder(args).explain(_read_text(args))))
+    encoder = _encoder(args)  # vocabulary errors first, as for encode
+    print(format_explanation(explain(_read_text(args), encoder)))
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

@@ -22,14 +22,13 @@ import importlib.metadata
 import os
 from itertools import chain
 from pathlib import Path
-from typing import AbstractSet, Collection, Literal
+from typing import AbstractSet, Collection, Literal, NamedTuple
 
 import regex
 
 from bpe.byte_unicode import bytes_to_unicode_str, unicode_str_to_bytes
 from bpe.errors import BPEError
-from bpe.explain import MergeStep, PieceExplanation
-from bpe.pretokenize import pretokenize
+from bpe.pretokenize import fix_surrogates, pretokenize
 from bpe.vocab_files import ENCODER_FILE, MERGES_FILE, Vocabulary, read_vocabulary
 
 #: Digests of OpenAI's original GPT-2 files, checked when loading the default vocabulary.
@@ -50,19 +49,21 @@ _CACHE_LIMIT = 300_000
 _NO_MERGE = 1 << 62  # a rank larger than any real one: "this pair does not merge"
 
 
-def _fix_surrogates(text: str) -> str:
-    """Make ``text`` encodable as UTF-8, exactly as tiktoken does.
+class MergeStep(NamedTuple):
+    """One merge: the two adjacent tokens, their merge rank, the new token.
 
-    Python strings may contain surrogate code points (e.g. from
-    ``json.loads('"\\ud83d"')``). Like tiktoken, we round-trip through UTF-16:
-    a high+low surrogate pair becomes the real character, a lone surrogate
-    becomes U+FFFD.
+    Tokens are shown in GPT-2's byte stand-in form (``Ġ`` is a space), which
+    is exactly how they appear in ``vocab.bpe``; ``rank`` is the priority,
+    lower merges first (line ``rank + 2`` of ``vocab.bpe``).
+
+    Defined here rather than in :mod:`bpe.explain` because the merge loop
+    below is what produces these records; :mod:`bpe.explain` only presents
+    them, so the import goes one way (explain -> encoder).
     """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+
+    pair: tuple[str, str]
+    rank: int
+    result: str
 
 
 _VISIBLE = {" ": "␣", "\t": "⇥", "\n": "↵", "\r": "␍"}
@@ -143,15 +144,16 @@ class Encoder:
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text``, treating special-token text like any other text."""
         if not text.isascii():
-            text = _fix_surrogates(text)
+            text = fix_surrogates(text)
         if len(self._cache) > _CACHE_LIMIT:
             self._cache = dict(self._seed)
         cache = self._cache
         pieces = pretokenize(text)
-        # Real text repeats itself: Tiny Shakespeare has ~300k pre-tokens but
-        # only ~15k distinct ones, and half of those are whole tokens already
-        # in the seeded cache. A C-level set difference finds the few new
-        # ones, and only those go through the (slow, Python) merge loop.
+        # Real text repeats itself: it has far fewer distinct pre-tokens than
+        # pre-tokens, and many of the distinct ones are whole tokens already
+        # in the seeded cache (benchmarks/bpe_speed.py prints the counts). A
+        # C-level set difference finds the few new ones, and only those go
+        # through the (slow, Python) merge loop.
         for piece in set(pieces).difference(cache):
             cache[piece] = self._encode_piece(piece)
         # Every piece is now cached: concatenate the id tuples without a
@@ -216,7 +218,7 @@ class Encoder:
     def _merge(self, word: str, trace: list[MergeStep] | None = None) -> list[str]:
         """Apply BPE merges to ``word`` (byte stand-ins); return its tokens.
 
-        ``trace``, if given, receives every merge in order (for :meth:`explain`).
+        ``trace``, if given, receives every merge in order (for :meth:`merge_steps`).
         """
         if len(word) <= _SHORT_WORD:
             return self._merge_by_scan(word, trace)
@@ -315,19 +317,17 @@ class Encoder:
         return self.decode_bytes([token_id])
 
     # ------------------------------------------------------------ explaining
-    def explain(self, text: str) -> list[PieceExplanation]:
-        """Show, per pre-token, the merges applied in order (special tokens
-        are treated as ordinary text)."""
-        result = []
-        for piece in pretokenize(_fix_surrogates(text)):
-            steps: list[MergeStep] = []
-            tokens = self._merge(bytes_to_unicode_str(piece.encode("utf-8")), steps)
-            ids = list(self.encode_ordinary(piece))
-            whole = len(ids) == 1
-            if whole:
-                tokens = [bytes_to_unicode_str(self._bytes[ids[0]])]
-            result.append(PieceExplanation(piece, steps, tokens, ids, whole))
-        return result
+    def merge_steps(self, piece: str) -> tuple[list[str], list[MergeStep]]:
+        """Run the merge loop on one pre-token and record every merge, in order.
+
+        Returns the resulting tokens (byte stand-ins) and the merges. Encoding
+        never records a trace and skips the loop for whole-token pre-tokens,
+        so this is the one way to see the merges; :func:`bpe.explain` is built
+        on it. ``piece`` must be encodable as UTF-8 (see :func:`bpe.pretokenize.fix_surrogates`).
+        """
+        steps: list[MergeStep] = []
+        tokens = self._merge(bytes_to_unicode_str(piece.encode("utf-8")), steps)
+        return tokens, steps
 
 
 def gpt2_vocabulary_dir() -> Path:

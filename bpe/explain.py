@@ -1,30 +1,25 @@
 """A step-by-step view of BPE, for teaching and debugging.
 
-:meth:`bpe.Encoder.explain` records, for every pre-token, each merge in the
-order it happens. Printing that trace shows why ``" tokenization"`` ends up as
+:func:`explain` records, for every pre-token, each merge in the order it
+happens. Printing that trace shows why ``" tokenization"`` ends up as
 ``" token" + "ization"``: lower-rank (earlier learned, more frequent) pairs
 merge first, and each merge can create new pairs for later steps.
+
+This module sits on top of :mod:`bpe.encoder` and is never imported by it:
+the encoder produces the merge records (:class:`MergeStep`, via
+:meth:`~bpe.Encoder.merge_steps`) and this module only arranges and prints
+them, so the dependency runs one way.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:  # only for type hints; encoder.py imports this module
-    from bpe.encoder import Encoder
+from bpe.byte_unicode import bytes_to_unicode_str
+from bpe.encoder import Encoder, MergeStep, get_encoder
+from bpe.pretokenize import fix_surrogates, pretokenize
 
-
-class MergeStep(NamedTuple):
-    """One merge: the two adjacent tokens, their merge rank, the new token.
-
-    Tokens are shown in GPT-2's byte stand-in form (``Ġ`` is a space), which
-    is exactly how they appear in ``vocab.bpe``; ``rank`` is the priority,
-    lower merges first (line ``rank + 2`` of ``vocab.bpe``).
-    """
-
-    pair: tuple[str, str]
-    rank: int
-    result: str
+__all__ = ["MergeStep", "PieceExplanation", "explain", "format_explanation"]
 
 
 class PieceExplanation(NamedTuple):
@@ -43,12 +38,25 @@ class PieceExplanation(NamedTuple):
 
 
 def explain(text: str, encoder: Encoder | None = None) -> list[PieceExplanation]:
-    """Explain how ``text`` is encoded (by GPT-2 unless ``encoder`` is given)."""
-    if encoder is None:
-        from bpe.encoder import get_encoder  # deferred: bpe.encoder imports us
+    """Explain how ``text`` is encoded (by GPT-2 unless ``encoder`` is given).
 
+    Special-token text such as ``<|endoftext|>`` is treated as ordinary text,
+    as in :meth:`~bpe.Encoder.encode_ordinary`.
+    """
+    if encoder is None:
         encoder = get_encoder()
-    return encoder.explain(text)
+    result = []
+    # Surrogates are repaired before splitting, exactly as encoding does, so
+    # the pieces shown are the pieces the encoder sees.
+    for piece in pretokenize(fix_surrogates(text)):
+        tokens, steps = encoder.merge_steps(piece)
+        ids = encoder.encode_ordinary(piece)
+        whole = len(ids) == 1
+        if whole:
+            # The whole-token shortcut, not the merges, decides the result.
+            tokens = [bytes_to_unicode_str(encoder.decode_single_token_bytes(ids[0]))]
+        result.append(PieceExplanation(piece, steps, tokens, ids, whole))
+    return result
 
 
 def format_explanation(pieces: list[PieceExplanation]) -> str:

@@ -19,8 +19,9 @@ Things worth noticing when reading it:
 
 ``\\p{L}``/``\\p{N}`` need the third-party :mod:`regex` module. For pure-ASCII
 text (the common case, e.g. Tiny Shakespeare) we use an equivalent pattern
-for the standard-library :mod:`re` module, which runs about twice as fast;
-the tests check that both patterns split random ASCII text identically.
+for the standard-library :mod:`re` module, which splits such text faster
+(``benchmarks/bpe_speed.py`` prints by how much); the tests check that both
+patterns split random ASCII text identically.
 """
 
 from __future__ import annotations
@@ -44,6 +45,23 @@ ASCII_PATTERN = (
 
 _unicode_findall = regex.compile(GPT2_PATTERN).findall
 _ascii_findall = re.compile(ASCII_PATTERN).findall
+
+
+def fix_surrogates(text: str) -> str:
+    """Make ``text`` encodable as UTF-8, exactly as tiktoken does.
+
+    Python strings may contain surrogate code points (e.g. from
+    ``json.loads('"\\ud83d"')``). Like tiktoken, we round-trip through UTF-16:
+    a high+low surrogate pair becomes the real character, a lone surrogate
+    becomes U+FFFD. This must happen *before* :func:`pretokenize`, because a
+    repaired pair can be a letter and so changes how the text splits; it
+    lives here so that encoding and :mod:`bpe.explain` share it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def pretokenize(text: str) -> list[str]:

@@ -14,12 +14,14 @@ from gptdecoder.errors import UserError
 
 # command -> (module implementing it, one-line help)
 COMMANDS = {
-    "train": ("gptdecoder.train", "train a model from a YAML config (same as demo.py)"),
-    "generate": ("gptdecoder.generate", "sample from a trained run (text or task), or chat in a REPL"),
-    "inspect-masks": ("gptdecoder.inspect", "step through attention and loss masks for one example, with checks"),
-    "ablate": ("gptdecoder.ablate", "held-out accuracy with each attention head ablated in turn"),
-    "bench": ("gptdecoder.bench", "run a grid of tasks x model sizes x seeds and tabulate the results"),
-    "export": ("gptdecoder.export", "export a run to a Hugging Face transformers directory"),
+    "train": ("gptdecoder.commands.train", "train a model from a YAML config (same as demo.py)"),
+    "generate": ("gptdecoder.commands.generate", "sample from a trained run (text or task), or chat in a REPL"),
+    "inspect-masks": ("gptdecoder.commands.inspect_masks",
+                      "step through attention and loss masks for one example, with checks"),
+    "ablate": ("gptdecoder.commands.ablate", "held-out accuracy with each attention head ablated in turn"),
+    "pictures": ("gptdecoder.commands.pictures", "draw the attention lab's pictures of a trained task run"),
+    "bench": ("gptdecoder.commands.bench", "run a grid of tasks x model sizes x seeds and tabulate the results"),
+    "export": ("gptdecoder.commands.export", "export a run to a Hugging Face transformers directory"),
 }
 
 

@@ -1,11 +1,15 @@
-"""The run configuration: typed sections read from YAML, every key checked.
+"""The one config schema: YAML -> typed sections, every key checked, ``--set`` overrides.
 
-A config file has one mapping per section (model, task, train, eval, output; and data
-for text mode, ``task.name: text``); each section is a plain dataclass below (DataConfig
-lives in gptdecoder/text.py), and its field types are the schema. ``load_config``
-reads the file, applies ``--set section.key=value`` overrides (values parsed as YAML),
-then checks every key and type, so a typo fails at once with a suggestion instead of
-being silently ignored an hour into training.
+A config file has one mapping per section. Each section is a plain dataclass whose
+field types are the schema; the ``model`` section *is* the model's own
+``gptdecoder.model.GPTConfig`` (one set of defaults, one validation, here).
+
+* ``load_config(path, overrides)`` reads the file, applies ``--set section.key=value``
+  overrides (values parsed as YAML), checks every key and type (a typo fails at once
+  with "did you mean"), then the checks that need several keys or the task.
+* ``resolve(config, ...)`` / ``resolve_task(config)`` return a *new* Config whose
+  model has ``vocab_size`` and ``block_size`` filled in from the data: the config the
+  user wrote is never mutated.
 
 To add a section: write its dataclass and add a field for it to ``Config``; the loader,
 the override syntax and the error messages pick it up from there.
@@ -13,6 +17,9 @@ the override syntax and the error messages pick it up from there.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import tempfile
 import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -21,32 +28,32 @@ import yaml
 
 from gptdecoder import runtime
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPTConfig
+from gptdecoder.model import ACTIVATIONS, GPTConfig
 from gptdecoder.tasks import TASKS, did_you_mean, get_task, task_fields
-from gptdecoder.text import DataConfig
 
-
-@dataclasses.dataclass
-class ModelConfig:
-    """The network's shape; mirrors gptdecoder.model.GPTConfig (vocab_size comes from the task)."""
-
-    n_layer: int = 2
-    n_head: int = 4
-    d_model: int = 64
-    mlp_ratio: int = 4
-    block_size: Optional[int] = None  # None: just long enough for the task (and eval.longer_by)
-    dropout: float = 0.0
-    bias: bool = True
-    tie_weights: bool = True
-    activation: str = "gelu_tanh"  # gelu_tanh (GPT-2) | gelu (exact erf, faster on CPU)
+TOKENIZERS = ("char", "gpt2", "bpe")
+SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")  # 1e-3, which YAML 1.1 leaves a string
 
 
 @dataclasses.dataclass
 class TaskConfig:
-    """Which task to train on; ``params`` are that task's dataclass fields (see gptdecoder/tasks)."""
+    """Which task to train on; ``params`` are that task's dataclass fields (see gptdecoder/tasks).
+    ``name: text`` trains on a text file instead (the ``data`` section)."""
 
     name: str = "sort"
     params: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Text mode (``task.name: text``): the corpus and its tokenizer."""
+
+    path: str = "data/tinyshakespeare/input.txt"  # downloaded (and checked) when it is the missing standard file
+    tokenizer: str = "char"  # char | gpt2 | bpe
+    vocab_size: int = 1024  # tokenizer: bpe only -- size of the vocabulary to learn
+    vocab_dir: str = "vocab"  # tokenizer: bpe only -- learned vocabularies live in vocab_dir/<name>/
+    # the encoded train.bin/val.bin; null: $GPTDECODER_CACHE, else ~/.cache/gptdecoder (never beside the text)
+    cache_dir: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -55,7 +62,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 where the hardware has it)
     # CPU threads for torch (0: torch's default). Small models gain nothing from more threads,
-    # and on a busy machine threads that wait for each other make every step ~10x slower.
+    # and on a busy machine threads that wait for each other slow every step down.
     num_threads: int = 1
     batch_size: int = 256  # sequences per optimizer step, split over DDP processes
     grad_accum: int = 1  # micro-batches per optimizer step (each batch_size / grad_accum)
@@ -78,7 +85,7 @@ class TrainConfig:
 @dataclasses.dataclass
 class EvalConfig:
     examples: int = 5000  # held-out set size (all test prompts when there are fewer)
-    quick_examples: int = 512  # subset used for the evals during training
+    quick_examples: int = 512  # subset used for the evals during training (text: val windows)
     train_examples: int = 1000  # training prompts scored at the end (train_accuracy)
     batch_size: int = 2500  # prompts decoded at once
     longer_by: int = 2  # length generalisation: also test inputs up to this much longer
@@ -96,33 +103,43 @@ class OutputConfig:
 
 @dataclasses.dataclass
 class Config:
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    model: GPTConfig = dataclasses.field(default_factory=GPTConfig)
     task: TaskConfig = dataclasses.field(default_factory=TaskConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)  # text mode (task.name: text) only
 
+    @property
+    def is_text(self) -> bool:
+        return self.task.name == "text"
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
 
 
 # -- loading -------------------------------------------------------------------------
 
 
 def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML config, apply ``section.key=value`` overrides, validate, resolve defaults.
+    """Read a YAML config, apply ``section.key=value`` overrides and validate it.
 
-    Raises UserError for a missing or malformed file, an unknown key (with a
+    UserError for a missing, empty or malformed file, an unknown key (with a
     suggestion), a value of the wrong type, or a model too short for its task.
+    ``output.dir`` defaults to ``runs/<file stem>``.
     """
     path = Path(path)
     raw = read_yaml_mapping(path, "config", "a mapping of sections")
+    if not raw:
+        raise UserError(f"{path} is empty: expected sections such as model, task, train (see config.yaml)")
     for item in overrides:
         apply_override(raw, item)
     config = config_from_dict(raw)
     if config.output.dir is None:
-        config.output.dir = str(Path("runs") / path.stem)
+        config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(Path("runs") / path.stem)))
     return config
 
 
@@ -177,7 +194,7 @@ def config_from_dict(raw: dict) -> Config:
 
 def build_section(cls: type, raw: dict, prefix: str) -> Any:
     """One section dataclass from its mapping, each key checked against the field types."""
-    hints = typing.get_type_hints(cls)
+    hints = {f.name: typing.get_type_hints(cls)[f.name] for f in dataclasses.fields(cls)}
     values = {}
     for key, value in raw.items():
         if key not in hints:
@@ -195,15 +212,11 @@ def check_type(value: Any, expected: Any, key: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return check_type(value, inner, key)
     base = origin or expected
-    ok = isinstance(value, base) and not (isinstance(value, bool) and base is not bool)
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if base is float and isinstance(value, str):
-        try:  # PyYAML reads 1e-3 (no dot) as a string, following YAML 1.1: accept it
-            return float(value)
-        except ValueError:
-            pass
-    if not ok:
+    if base is float and isinstance(value, str) and SCIENTIFIC.fullmatch(value):
+        return float(value)  # PyYAML reads 1e-3 (no dot) as a string, following YAML 1.1: accept it
+    if not isinstance(value, base) or (isinstance(value, bool) and base is not bool):
         raise UserError(f"{key}={value!r}: expected {type_name(expected)}, got {type(value).__name__}")
     return value
 
@@ -214,14 +227,13 @@ def type_name(hint: Any) -> str:
     return {type(None): "null"}.get(hint, getattr(typing.get_origin(hint) or hint, "__name__", str(hint)))
 
 
-SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)}
-
-
-# -- cross-field checks ----------------------------------------------------------------
+# -- checks that need more than one key ------------------------------------------------------
 
 
 def validate(config: Config) -> None:
-    """Checks that need more than one key, or the task; fills model.block_size when unset."""
+    """Value ranges, cross-field checks, and the task: everything that can be known before
+    any data is read. UserError on the first problem."""
+    validate_model(config.model)
     train = config.train
     try:
         runtime.resolve_device(train.device)
@@ -242,66 +254,95 @@ def validate(config: Config) -> None:
         raise UserError(f"train.batch_size={train.batch_size} is not divisible by train.grad_accum={train.grad_accum}")
     if train.stop_at_accuracy is not None and not 0.0 < train.stop_at_accuracy <= 1.0:
         raise UserError(f"train.stop_at_accuracy={train.stop_at_accuracy}: expected a number in (0, 1] or null")
-    validate_task(config)
+    if config.is_text:
+        validate_text(config)
+    else:
+        validate_task(config)
+
+
+def validate_model(model: GPTConfig) -> None:
+    """The model section: sizes positive, heads dividing d_model, a known activation."""
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio"):
+        value = getattr(model, name)
+        if value is not None and value < 1:
+            raise UserError(f"model.{name}={value!r}: expected a positive integer")
+    if model.d_model % model.n_head:
+        raise UserError(
+            f"model.d_model={model.d_model} is not divisible by model.n_head={model.n_head}: "
+            f"pick d_model as a multiple of n_head (e.g. {model.n_head * max(1, model.d_model // model.n_head)})"
+        )
+    if not 0.0 <= model.dropout < 1.0:
+        raise UserError(f"model.dropout={model.dropout!r}: expected a number in [0, 1)")
+    if model.activation not in ACTIVATIONS:
+        raise UserError(f"model.activation={model.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
 
 
 def validate_task(config: Config) -> None:
-    """The task exists, its params fit it, and the model's block_size can hold its sequences."""
+    """The task exists, its params fit it, and model.block_size (if set) holds its sequences."""
     name = config.task.name
-    if name == "text":  # a corpus instead of a task: see gptdecoder/text.py and the data section
-        validate_text(config)
-        return
     if name not in TASKS:
-        raise UserError(f"unknown task task.name={name!r}{did_you_mean(name, TASKS)}")
-    fields = task_fields(name)
-    hints = typing.get_type_hints(TASKS[name])
+        raise UserError(f"unknown task task.name={name!r}{did_you_mean(name, list(TASKS) + ['text'])}")
+    fields, hints = task_fields(name), typing.get_type_hints(TASKS[name])
     for key, value in config.task.params.items():
         if key not in fields:
             raise UserError(f"unknown config key task.params.{key} for task {name!r}{did_you_mean(key, fields)}")
-        config.task.params[key] = check_type(value, hints[key], f"task.params.{key}")
-    task = get_task(name, **config.task.params)
-    needed = task.seq_len - 1
-    if config.model.block_size is None:
-        config.model.block_size = max([needed] + [t.seq_len - 1 for t in longer_tasks(task, config.eval.longer_by)])
-    elif config.model.block_size < needed:
-        raise UserError(
-            f"model.block_size={config.model.block_size} is too short for task {name!r}: its sequences "
-            f"need block_size >= {needed} (task.seq_len {task.seq_len} - 1); raise it or leave it unset"
-        )
-    gpt_config(config, task.vocab_size)  # d_model divisible by n_head, ...
+        check_type(value, hints[key], f"task.params.{key}")
+    resolve_task(config)  # builds the task (its own checks) and checks the model's sizes against it
 
 
 def validate_text(config: Config) -> None:
-    """Text mode: no task params, an explicit context length; vocab_size comes from the tokenizer."""
+    """Text mode: no task params, an explicit context length, a known tokenizer."""
+    data = config.data
     if config.task.params:
         raise UserError(f"task.params {sorted(config.task.params)} do not apply to task.name=text (use the data section)")
     if config.model.block_size is None:
         raise UserError("model.block_size is required for task.name=text: the context length in tokens, e.g. 64")
-    gpt_config(config, 1)  # d_model divisible by n_head, ...
+    if data.tokenizer not in TOKENIZERS:
+        raise UserError(f"data.tokenizer={data.tokenizer!r}: expected one of {', '.join(TOKENIZERS)}")
+    if data.vocab_size < 257:
+        raise UserError(f"data.vocab_size={data.vocab_size!r}: expected an integer >= 257 (256 bytes + merges)")
 
 
-def gpt_config(config: Config, vocab_size: int) -> GPTConfig:
-    """The model's GPTConfig: the model section plus the task's vocabulary size."""
-    try:
-        return GPTConfig(vocab_size=vocab_size, **dataclasses.asdict(config.model))
-    except ValueError as e:
-        raise UserError(str(e)) from None
+# -- resolving what comes from the data ---------------------------------------------------------
 
 
-def longer_tasks(task, longer_by: int, block_size: Optional[int] = None) -> list:
-    """Variants of a length-varying task with inputs 1..longer_by longer (that fit the block)."""
-    variants = []
-    if not getattr(task, "length_varies", False):
-        return variants
-    for extra in range(1, longer_by + 1):
-        try:
-            longer = task.with_length(task.length + extra)
-        except ValueError:  # e.g. histogram counts stop at 9
-            break
-        if block_size is None or longer.seq_len - 1 <= block_size:
-            variants.append(longer)
-    return variants
+def resolve(config: Config, vocab_size: int, min_block_size: int, default_block_size: int, what: str) -> Config:
+    """A new Config whose model has vocab_size and block_size filled in from the data.
+
+    ``model.vocab_size`` left out takes the data's; set, it may be larger (padding) but
+    not smaller. ``model.block_size`` left out takes ``default_block_size``; set, it
+    must be at least ``min_block_size``. ``what`` names the data in error messages.
+    """
+    model = config.model
+    if model.vocab_size is not None and model.vocab_size < vocab_size:
+        raise UserError(f"model.vocab_size={model.vocab_size} is smaller than the {vocab_size} tokens of {what}: "
+                        "raise it or leave it out")
+    if model.block_size is not None and model.block_size < min_block_size:
+        raise UserError(f"model.block_size={model.block_size} is too short for {what}: its sequences need "
+                        f"block_size >= {min_block_size}; raise it or leave it out")
+    model = dataclasses.replace(model, vocab_size=model.vocab_size or vocab_size,
+                                block_size=model.block_size or default_block_size)
+    return dataclasses.replace(config, model=model)
+
+
+def resolve_task(config: Config) -> Config:
+    """``resolve`` for a task config: the vocabulary and sequence lengths of its task."""
+    task = get_task(config.task.name, **config.task.params)
+    needed, default = task.context_sizes(config.eval.longer_by)
+    return resolve(config, task.vocab_size, needed, default, f"task {task.name!r} (task.seq_len {task.seq_len} - 1)")
+
+
+def default_cache_dir() -> Path:
+    """Where derived data goes: $GPTDECODER_CACHE, else $XDG_CACHE_HOME/gptdecoder, else ~/.cache/gptdecoder."""
+    if os.environ.get("GPTDECODER_CACHE"):
+        return Path(os.environ["GPTDECODER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gptdecoder"
 
 
 def save_config(config: Config, path: Union[str, Path]) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write the config as YAML (temporary file + rename: never half written)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, path)

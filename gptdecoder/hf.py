@@ -33,6 +33,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from gptdecoder.config import validate_model
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPT, GPTConfig
 
@@ -69,7 +70,7 @@ def config_from_hf(hf: dict) -> GPTConfig:
         raise UserError(f"n_inner={n_inner} is not a multiple of n_embd={d_model}: mlp_ratio must be an integer")
     dropouts = {hf.get(k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
     try:
-        return GPTConfig(
+        config = GPTConfig(
             vocab_size=hf.get("vocab_size", 50257),
             block_size=hf.get("n_positions", 1024),
             n_layer=hf.get("n_layer", 12),
@@ -81,8 +82,10 @@ def config_from_hf(hf: dict) -> GPTConfig:
             tie_weights=bool(hf.get("tie_word_embeddings", True)),
             activation=_ACTIVATIONS[act],
         )
-    except ValueError as e:
-        raise UserError(f"config.json describes a model we cannot build: {e}") from e
+        validate_model(config)
+    except UserError as e:
+        raise UserError(f"config.json describes a model we cannot build: {e}") from None
+    return config
 
 
 def config_to_hf(config: GPTConfig, eos_token_id: Optional[int] = None) -> dict:

@@ -44,18 +44,21 @@ NamesFilter = Union[None, str, Iterable[str], Callable[[str], bool]]
 
 
 class HookPoint(nn.Module):
-    """Identity layer with a name; hooks are plain functions kept in ``self.fns``.
+    """An identity layer with a name: the place where one tensor can be read or replaced.
 
-    ``__call__`` is overridden to skip nn.Module's call machinery (forward pre/post
-    hooks, tracing checks): an idle hook point then costs one attribute test, which
-    matters because a forward pass goes through ~15 of them per layer. Attach hooks
-    with ``model.hooks(...)``, not ``register_forward_hook``.
+    Hooks are plain functions ``fn(tensor, hook) -> tensor or None`` kept in ``self.fns``
+    and run in order by ``forward``; ``model.hooks(...)`` attaches and detaches them.
+    It is an ordinary nn.Module, so PyTorch's own ``register_forward_hook`` works on it
+    too. Attention materialises its scores and pattern only when someone is looking
+    (see ``CausalSelfAttention.explicit_path``), which is why a hook point says whether
+    it is watched.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.name: str = ""  # filled in by the owning model (its module path)
         self.fns: list[HookFn] = []
+        self.torch_hooked = False  # set once register_forward_hook has been called on it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for fn in self.fns:
@@ -64,8 +67,15 @@ class HookPoint(nn.Module):
                 x = out
         return x
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x) if self.fns else x
+    def register_forward_hook(self, hook, *args, **kwargs):
+        """nn.Module's, and remember that this point is watched (it stays so: the handle
+        can be removed without telling us, and watching too long only costs speed)."""
+        self.torch_hooked = True
+        return super().register_forward_hook(hook, *args, **kwargs)
+
+    def is_watched(self) -> bool:
+        """True when a hook would see this point's tensor."""
+        return bool(self.fns) or self.torch_hooked
 
     def extra_repr(self) -> str:
         return self.name

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from gptdecoder.config import Config, config_from_dict, load_config
+from gptdecoder.config import Config, config_from_dict, load_config, resolve_task
+from gptdecoder.model import GPTConfig
 from gptdecoder.errors import UserError
 from conftest import ROOT
 
@@ -18,10 +19,38 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_default_config_loads_and_resolves():
     config = load_config(ROOT / "config.yaml")
-    assert isinstance(config, Config)
+    assert isinstance(config, Config) and isinstance(config.model, GPTConfig)  # one schema for the model
     assert config.task.name == "sort"
-    assert config.model.block_size == 11  # 6 digits + 6 sorted - 1
+    assert config.model.block_size is None and config.model.vocab_size is None  # as written: left out
+    resolved = resolve_task(config)
+    assert resolved.model.block_size == 11 and resolved.model.vocab_size == 3  # 6 digits + 6 sorted - 1
+    assert config.model.block_size is None  # resolving returns a new config; the loaded one is unchanged
     assert config.output.dir == str(Path("runs") / "config")
+
+
+def test_empty_config_is_an_error(tmp_path):
+    with pytest.raises(UserError, match=r"c\.yaml is empty"):
+        load_config(write(tmp_path, ""))
+    with pytest.raises(UserError, match="is empty"):
+        load_config(write(tmp_path, "# only a comment\n"))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("vocab_size", 0), ("block_size", -1), ("n_layer", 1.5), ("n_head", 0), ("d_model", True),
+     ("mlp_ratio", 0), ("dropout", 1.0), ("dropout", "0.1"), ("bias", 1), ("tie_weights", "yes"),
+     ("activation", "relu")],
+)
+def test_model_errors_name_the_key_and_value(field, value):
+    with pytest.raises(UserError, match=f"model.{field}="):
+        config_from_dict({"model": {"n_layer": 1, "n_head": 1, "d_model": 8, field: value}})
+
+
+def test_vocab_size_from_the_data_may_be_padded_not_cut():
+    config = load_config(ROOT / "config.yaml", ["model.vocab_size=8"])
+    assert resolve_task(config).model.vocab_size == 8
+    with pytest.raises(UserError, match="vocab_size=2 is smaller than the 3 tokens"):
+        load_config(ROOT / "config.yaml", ["model.vocab_size=2"])
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "tasks").glob("*.yaml")), ids=lambda p: p.stem)
@@ -50,7 +79,7 @@ def test_wrong_type_names_key_value_and_type(tmp_path):
 def test_set_overrides_are_parsed_as_yaml_and_validated(tmp_path):
     config = load_config(ROOT / "config.yaml", ["train.max_iters=500", "train.lr=1e-3", "task.params.length=8"])
     assert config.train.max_iters == 500 and config.train.lr == 0.001
-    assert config.task.params["length"] == 8 and config.model.block_size == 15
+    assert config.task.params["length"] == 8 and resolve_task(config).model.block_size == 15
     with pytest.raises(UserError, match=r"train\.max_iters='x'"):
         load_config(ROOT / "config.yaml", ["train.max_iters=x"])
     with pytest.raises(UserError, match="expected section.key=value"):

@@ -6,7 +6,7 @@ from typing import Optional
 import pytest
 import torch
 
-from gptdecoder.model import GPT, GPTConfig
+from gptdecoder.model import GPT, GPTConfig, sample_next
 
 
 
@@ -29,7 +29,7 @@ def reference(model: GPT, idx: torch.Tensor, n: int, stop_tokens=(), seed: Optio
     done = torch.zeros(idx.size(0), dtype=torch.bool)
     for _ in range(n):
         logits, _ = model(idx[:, -model.config.block_size :])
-        next_id = GPT.sample_next(logits[:, -1, :], generator=generator, **sampling)
+        next_id = sample_next(logits[:, -1, :], generator=generator, **sampling)
         if stop_tokens:
             next_id = torch.where(done[:, None], idx[:, -1:], next_id)
             done |= torch.isin(next_id[:, 0], torch.tensor(stop_tokens))

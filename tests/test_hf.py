@@ -12,6 +12,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from gptdecoder import hf
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPT, GPTConfig
 
@@ -45,7 +46,7 @@ def test_from_pretrained_matches_transformers(tmp_path, shape, weights):
     if weights == "bin":  # the older format (transformers 5 no longer writes it): same tensors, torch.save
         torch.save(hf_model.state_dict(), tmp_path / "pytorch_model.bin")
         (tmp_path / "model.safetensors").unlink()
-    model = GPT.from_pretrained(tmp_path).eval()
+    model = hf.from_pretrained(tmp_path).eval()
     assert model.config.n_head == shape["n_head"] and model.config.d_model == shape["n_embd"]
     idx = torch.randint(0, 61, (3, 24))
     with torch.no_grad():
@@ -64,7 +65,7 @@ def test_save_pretrained_loads_in_transformers(tmp_path, bias, tie, activation):
                        activation=activation)
     model = GPT(config).eval()
     out = tmp_path / "export"
-    model.save_pretrained(out)
+    hf.save_pretrained(model, out)
     hf_config = json.loads((out / "config.json").read_text())
     assert hf_config["architectures"] == ["GPT2LMHeadModel"] and hf_config["model_type"] == "gpt2"
     assert (out / "model.safetensors").exists()
@@ -83,7 +84,7 @@ def test_save_pretrained_loads_in_transformers(tmp_path, bias, tie, activation):
     assert torch.equal(ours, theirs)
 
     # and back: our round trip restores the same config (bias=False included) and logits
-    again = GPT.from_pretrained(out).eval()
+    again = hf.from_pretrained(out).eval()
     assert again.config == config
     with torch.no_grad():
         torch.testing.assert_close(again(idx)[0], model(idx)[0], atol=0, rtol=0)
@@ -91,12 +92,12 @@ def test_save_pretrained_loads_in_transformers(tmp_path, bias, tie, activation):
 
 def test_save_pretrained_replaces_an_old_export_but_not_other_directories(tmp_path):
     model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8))
-    model.save_pretrained(tmp_path / "out")
-    model.save_pretrained(tmp_path / "out")  # replacing a previous export is fine
+    hf.save_pretrained(model, tmp_path / "out")
+    hf.save_pretrained(model, tmp_path / "out")  # replacing a previous export is fine
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "notes.txt").write_text("keep me")
     with pytest.raises(UserError, match="refusing to overwrite"):
-        model.save_pretrained(tmp_path / "data")
+        hf.save_pretrained(model, tmp_path / "data")
     assert (tmp_path / "data" / "notes.txt").read_text() == "keep me"
 
 
@@ -115,12 +116,12 @@ def test_unsupported_configs_are_rejected_clearly(tmp_path, override, message):
     config.update(override)
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match=message):
-        GPT.from_pretrained(tmp_path)
+        hf.from_pretrained(tmp_path)
 
 
 def test_missing_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="config.json"):
-        GPT.from_pretrained(tmp_path)
+        hf.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(UserError, match="model.safetensors"):
-        GPT.from_pretrained(tmp_path)
+        hf.from_pretrained(tmp_path)

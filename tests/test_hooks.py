@@ -126,7 +126,7 @@ def test_hooks_are_removed_when_the_body_raises(model):
             assert model.hook_dict["hook_embed"].fns
             raise RuntimeError("boom")
     assert all(not point.fns for point in model.hook_dict.values())
-    assert not model.blocks[0].attn.needs_pattern()  # back on the fast path
+    assert not model.blocks[0].attn.explicit_path(torch.zeros(1))  # back on the fast path
 
 
 def test_hooks_are_removed_when_a_hook_raises_or_a_name_is_unknown(model):
@@ -145,10 +145,10 @@ def test_hooks_are_removed_when_a_hook_raises_or_a_name_is_unknown(model):
 def test_only_pattern_hooks_switch_to_the_explicit_path(model):
     attn = model.blocks[0].attn
     with model.hooks(fwd_hooks=[("blocks.0.attn.hook_z", lambda t, h: None)]):
-        assert not attn.needs_pattern()
+        assert not attn.explicit_path(torch.zeros(1))
     for name in ("hook_scores", "hook_masked_scores", "hook_pattern"):
         with model.hooks(fwd_hooks=[(f"blocks.0.attn.{name}", lambda t, h: None)]):
-            assert attn.needs_pattern() and not model.blocks[1].attn.needs_pattern()
+            assert attn.explicit_path(torch.zeros(1)) and not model.blocks[1].attn.explicit_path(torch.zeros(1))
 
 
 def test_hooks_see_only_new_positions_with_a_kv_cache(model):
@@ -157,3 +157,23 @@ def test_hooks_see_only_new_positions_with_a_kv_cache(model):
     with model.hooks(fwd_hooks=[("blocks.0.attn.hook_pattern", lambda t, h: shapes.append(tuple(t.shape)))]):
         model.generate(prompt, 3, do_sample=False)
     assert shapes == [(1, NH, 3, 3), (1, NH, 1, 4), (1, NH, 1, 5)]
+
+
+def test_torch_register_forward_hook_fires_on_every_hook_point():
+    """Hook points are plain nn.Modules: PyTorch's own hooks see the same tensors as ours."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=1, n_head=NH, d_model=NH * 4)).eval()
+    idx = torch.randint(0, V, (2, 5))
+    _, cache = model.run_with_cache(idx)
+    seen = {}
+    handles = [point.register_forward_hook(lambda m, inputs, out, name=name: seen.__setitem__(name, out))
+               for name, point in model.hook_dict.items()]
+    model(idx)
+    assert set(seen) == set(model.hook_dict)  # the attention matrices too: watching switches the path
+    for name, tensor in cache.items():
+        torch.testing.assert_close(seen[name], tensor)
+    replace = model.hook_dict["blocks.0.attn.hook_z"].register_forward_hook(lambda m, i, out: torch.zeros_like(out))
+    logits, _ = model(idx)
+    assert torch.equal(seen["blocks.0.hook_attn_out"], model.blocks[0].attn.c_proj.bias.expand(2, 5, -1))
+    for handle in handles + [replace]:
+        handle.remove()

@@ -170,6 +170,27 @@ class Task:
             raise ValueError(f"task {self.name!r} has no variable length")
         return dataclasses.replace(self, length=length, min_length=length)
 
+    def longer_variants(self, longer_by: int, block_size: Optional[int] = None) -> list["Task"]:
+        """This task with inputs 1..longer_by longer (those that fit ``block_size``, if given),
+        for testing on lengths never trained on; [] when the length is fixed."""
+        variants = []
+        if not self.length_varies:
+            return variants
+        for extra in range(1, longer_by + 1):
+            try:
+                longer = self.with_length(self.length + extra)
+            except ValueError:  # e.g. histogram counts stop at 9
+                break
+            if block_size is None or longer.seq_len - 1 <= block_size:
+                variants.append(longer)
+        return variants
+
+    def context_sizes(self, longer_by: int) -> tuple[int, int]:
+        """(the shortest block_size that holds a training sequence, the one that also holds
+        the ``longer_by`` longer test inputs): x is seq[:-1], so seq_len - 1 positions."""
+        needed = self.seq_len - 1
+        return needed, max([needed] + [t.seq_len - 1 for t in self.longer_variants(longer_by)])
+
     def format(self, tokens: Iterable[int]) -> str:
         """Tokens as text: symbols glued together when all are one character, else spaced."""
         names = [self.symbols[t] if 0 <= t < len(self.symbols) else f"<{t}>" for t in tokens]

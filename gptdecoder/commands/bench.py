@@ -14,6 +14,8 @@ from pathlib import Path
 
 from gptdecoder.config import build_section, load_config, read_yaml_mapping
 from gptdecoder.errors import UserError
+from gptdecoder.lab.figures import bench_figure, save_figure
+from gptdecoder.train import train_from_config
 
 
 @dataclasses.dataclass
@@ -40,8 +42,6 @@ def load_bench(path: str) -> BenchConfig:
 
 def run_grid(bench: BenchConfig, extra_overrides: list[str] = ()) -> list[dict]:
     """Train every (task, model, seed) cell; returns one row per run."""
-    from gptdecoder.train import train_from_config
-
     # build and validate every config first, so a typo fails before hours of training
     cells = []
     for task_path in bench.tasks:
@@ -49,8 +49,8 @@ def run_grid(bench: BenchConfig, extra_overrides: list[str] = ()) -> list[dict]:
             for seed in bench.seeds:
                 overrides = [f"model.{k}={v}" for k, v in model_keys.items()]
                 overrides += [f"train.seed={seed}", "output.plots=false", *bench.set, *extra_overrides]
+                overrides.append(f"output.dir={Path(bench.out) / f'{Path(task_path).stem}-{model_name}-s{seed}'}")
                 config = load_config(task_path, overrides)
-                config.output.dir = str(Path(bench.out) / f"{Path(task_path).stem}-{model_name}-s{seed}")
                 cells.append((Path(task_path).stem, model_name, seed, config))
     rows = []
     for i, (task_name, model_name, seed, config) in enumerate(cells, 1):
@@ -80,7 +80,7 @@ def write_results(rows: list[dict], out: Path) -> None:
             f"| {statistics.mean(r['train_seconds'] for r in group):.1f} | {statistics.mean(r['iters'] for r in group):.0f} |"
         )
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    plot_results(rows, out / "results.png")
+    save_figure(bench_figure(rows), out / "results.png")
 
 
 def _groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -92,30 +92,6 @@ def _groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
 
 def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def plot_results(rows: list[dict], path: Path) -> None:
-    """Grouped bars: one group per task, one bar per model size (mean over seeds)."""
-    from matplotlib.figure import Figure
-
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    groups = _groups(rows)
-    fig = Figure(figsize=(max(6, 1.5 * len(tasks) * max(1, len(models)) / 2), 6))
-    axes = fig.subplots(2, 1, sharex=True)
-    width = 0.8 / len(models)
-    for j, model in enumerate(models):
-        xs = [i + j * width for i in range(len(tasks))]
-        for ax, key in zip(axes, ("test_accuracy", "train_seconds")):
-            ys = [statistics.mean(r[key] for r in groups.get((t, model), [{key: 0}])) for t in tasks]
-            ax.bar(xs, ys, width, label=model)
-    axes[0].set_ylabel("held-out exact match")
-    axes[0].set_ylim(0, 1.02)
-    axes[0].legend()
-    axes[1].set_ylabel("training seconds")
-    axes[1].set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))], tasks)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

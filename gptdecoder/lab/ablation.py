@@ -1,83 +1,28 @@
-"""Capture attention, knock out heads, patch activations -- and the ``ablate`` command.
+"""Knock out heads, patch activations, and score a task with each head removed.
 
 Everything here is a small function over the hook API of gptdecoder/hooks.py, so it
 reads as "run the model, but at hook point X do Y":
 
-* ``capture_attention`` -- every layer's pattern [batch, head, query, key];
-  ``stack_patterns`` turns the list into one [layer, batch, head, query, key] tensor.
 * ``ablate_heads`` -- run with some heads' outputs (``hook_z``, one slice per head)
   replaced by zeros or by their mean over a reference batch.
 * ``patch_activations`` -- run a corrupted input but paste in activations from a
   clean run at one hook point, optionally only at some positions or heads.
-
-``python -m gptdecoder ablate --run DIR`` ablates each head of a trained task model
-in turn and reports held-out accuracy: which heads does the task depend on?
+* ``head_ablation_scores`` -- held-out exact match with each head ablated in turn:
+  which heads does the task depend on? (``python -m gptdecoder ablate`` prints it.)
 """
 from __future__ import annotations
 
-import argparse
-import csv
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 
-from gptdecoder.errors import UserError
 from gptdecoder.hooks import HookFn
+from gptdecoder.lab.capture import Cache, z_name
 from gptdecoder.model import GPT
-from gptdecoder.tasks import build_example
-from gptdecoder.train import load_run
+from gptdecoder.tasks import Example, build_example
 
-Cache = Mapping[str, torch.Tensor]
 Head = tuple[int, int]  # (layer, head)
-
-
-def pattern_name(layer: int) -> str:
-    """Hook point name of one layer's attention pattern."""
-    return f"blocks.{layer}.attn.hook_pattern"
-
-
-def z_name(layer: int) -> str:
-    """Hook point name of one layer's per-head attention output (pattern @ V)."""
-    return f"blocks.{layer}.attn.hook_z"
-
-
-# -- capture ---------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def capture_attention(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
-    """Attention patterns of every layer for idx (B, T): a list of [B, heads, T, T].
-
-    Only the patterns are kept (not every hook point), so this is cheap enough to call
-    on a batch. The values are the raw softmax output, upper triangle included.
-    """
-    n_layer = model.config.n_layer
-    _, cache = model.run_with_cache(idx, names_filter=[pattern_name(i) for i in range(n_layer)])
-    return patterns_from_cache(cache, n_layer)
-
-
-def patterns_from_cache(cache: Cache, n_layer: Optional[int] = None) -> list[torch.Tensor]:
-    """The per-layer patterns in a cache from ``run_with_cache``, in layer order.
-
-    ``n_layer`` defaults to the number of pattern entries; a missing layer is an error
-    (a silently shorter list would mislabel the layers that follow).
-    """
-    if n_layer is None:
-        n_layer = sum(1 for name in cache if name.endswith("attn.hook_pattern"))
-    missing = [pattern_name(i) for i in range(n_layer) if pattern_name(i) not in cache]
-    if missing or n_layer == 0:
-        raise KeyError(f"cache has no attention pattern for {missing or 'any layer'}; "
-                       "capture with names_filter=lambda n: n.endswith('hook_pattern')")
-    return [cache[pattern_name(i)] for i in range(n_layer)]
-
-
-def stack_patterns(patterns: Union[Sequence[torch.Tensor], Cache]) -> torch.Tensor:
-    """Per-layer patterns (a list, or a cache) -> one tensor [layer, B, heads, T, T]."""
-    if isinstance(patterns, Mapping):
-        patterns = patterns_from_cache(patterns)
-    return torch.stack(list(patterns), dim=0)
 
 
 # -- head ablation -----------------------------------------------------------------------
@@ -236,8 +181,10 @@ class HeldOut:
     mask: torch.Tensor  # (N, T) 1 where the target is an answer token
 
 
-def encode_examples(examples: Sequence[tuple[list[int], list[int]]]) -> HeldOut:
+def encode_examples(examples: Sequence[Example]) -> HeldOut:
     """(prompt, answer) pairs -> padded tensors via the task's own build_example."""
+    if not examples:
+        raise ValueError("encode_examples: no examples")
     rows = [build_example(prompt, answer) for prompt, answer in examples]
     T = max(len(x) for x, _, _ in rows)
     x = torch.zeros(len(rows), T, dtype=torch.long)
@@ -249,7 +196,9 @@ def encode_examples(examples: Sequence[tuple[list[int], list[int]]]) -> HeldOut:
 
 
 @torch.no_grad()
-def exact_match(model: GPT, data: HeldOut, fwd_hooks: Sequence = (), batch_size: int = 1024) -> float:
+def exact_match(
+    model: GPT, data: HeldOut, fwd_hooks: Sequence[tuple[str, HookFn]] = (), batch_size: int = 1024
+) -> float:
     """Share of examples whose every answer token is the model's top prediction.
 
     One teacher-forced forward pass instead of decoding: greedy decoding reproduces the
@@ -299,43 +248,3 @@ def markdown_table(rows: list[dict], baseline: float, mode: str) -> str:
              "| layer | head | accuracy | drop |", "|---:|---:|---:|---:|"]
     lines += [f"| {r['layer']} | {r['head']} | {r['accuracy']:.3f} | {r['drop']:+.3f} |" for r in rows]
     return "\n".join(lines) + "\n"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # dest run_dir: the command line keeps each command's entry point in args.run
-    parser.add_argument("--run", dest="run_dir", metavar="DIR", required=True,
-                        help="run directory written by the trainer (e.g. runs/config)")
-    parser.add_argument("--mode", choices=("zero", "mean"), default="zero",
-                        help="replace the head's output by zeros, or by its mean over the held-out set")
-    parser.add_argument("--examples", type=int, default=1000, help="held-out examples to score (default 1000)")
-    parser.add_argument("--out", help="where to write the table and heatmap (default: the run directory)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from gptdecoder.viz import plot_head_scores, save_figure  # here: viz imports this module
-
-    if args.examples < 1:
-        raise UserError(f"--examples {args.examples}: expected at least 1")
-    loaded = load_run(args.run_dir, device="cpu")
-    model, task = loaded.model.eval(), loaded.task
-    if task is None:
-        raise UserError(f"run {args.run_dir!r} was trained on text, not a task: ablate scores held-out task accuracy")
-    data = encode_examples(task.test_examples(args.examples, seed=0))
-    baseline, scores = head_ablation_scores(model, data, args.mode)
-    rows = ablation_rows(baseline, scores)
-
-    out = Path(args.out or loaded.run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(rows, baseline, args.mode)
-    (out / f"ablation_{args.mode}.md").write_text(table)
-    with open(out / f"ablation_{args.mode}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["layer", "head", "accuracy", "drop"])
-        writer.writeheader()
-        writer.writerows(rows)
-    figure = plot_head_scores(scores.numpy(), f"{task.name}: held-out accuracy with one head {args.mode}-ablated",
-                              "exact-match accuracy", baseline=baseline)
-    save_figure(figure, out / f"ablation_{args.mode}.png")
-    print(f"{task.name}: {data.x.size(0)} held-out examples")
-    print(table)
-    print(f"wrote {out / f'ablation_{args.mode}.md'}, .csv and .png")
-    return 0

@@ -1,40 +1,41 @@
-"""The mask debugger: ``python -m gptdecoder inspect-masks``.
+"""The mask debugger's parts: checks, a deliberately broken mask, and text views.
 
-For one held-out example of the config's task it prints, in order,
+For one example it answers "are the causal mask and the loss mask right?" with
 
 1. the alignment table -- position, input token, target token, loss mask: the target
    is the *next* token, and only answer tokens are scored;
 2. the causal mask (1 = may look);
 3. one head's attention step by step: raw Q.K^T, scaled by 1/sqrt(d_head), masked
    (-inf above the diagonal), softmax;
-4. checks, each PASS or FAIL with the number behind it. The exit code is 1 if any
-   check fails, so the command doubles as a test.
+4. checks, each PASS or FAIL with the number behind it.
 
-Two deliberately broken variants show what the checks catch: ``--mask none`` removes
+``mask_report`` puts the four together as text; ``python -m gptdecoder inspect-masks``
+prints it and exits 1 if any check fails, so the command doubles as a test.
+
+Two deliberately broken variants show what the checks catch: ``mask="none"`` removes
 the causal mask (a hook on hook_masked_scores hands back the unmasked scores captured
-at hook_scores), and ``--loss-mask all`` scores the prompt tokens too.
+at hook_scores), and ``loss_mask="all"`` scores the prompt tokens too.
+
+Everything here returns values or strings; nothing prints.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Optional, Sequence
 
 import torch
 
-from gptdecoder.config import gpt_config, load_config
-from gptdecoder.errors import UserError
+from gptdecoder.hooks import HookFn
 from gptdecoder.model import GPT
-from gptdecoder.tasks import Task, build_example, get_task
-from gptdecoder.train import load_run
+from gptdecoder.tasks import Example, Task, build_example
 
 # Logits at positions <= t may differ by float noise at most this much when tokens after
 # t change; a real leak through attention moves them by orders of magnitude more.
 CAUSALITY_TOLERANCE = 1e-5
 ROW_SUM_TOLERANCE = 1e-5
 
-HookList = list[tuple[str, Callable]]
+HookList = list[tuple[str, HookFn]]
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Check:
 
 
 def no_causal_mask_hooks(n_layer: int) -> HookList:
-    """Hooks that undo the causal mask in every layer (the ``--mask none`` bug).
+    """Hooks that undo the causal mask in every layer (the ``mask="none"`` bug).
 
     hook_scores runs just before hook_masked_scores in the same layer, so the first hook
     remembers the unmasked scores and the second returns them in place of the masked ones.
@@ -85,7 +86,7 @@ def expected_loss_mask(prompt: Sequence[int], n_positions: int) -> list[int]:
     return [1 if i >= len(prompt) - 1 or i + 1 in scored else 0 for i in range(n_positions)]
 
 
-# -- printing -----------------------------------------------------------------------------------
+# -- text views (strings: the command prints them, a notebook may too) ----------------------------
 
 
 def _label(tokens: Sequence[str], i: int) -> str:
@@ -159,7 +160,7 @@ def check_patterns(model: GPT, idx: torch.Tensor, fwd_hooks: HookList = ()) -> l
         _, cache = model.run_with_cache(idx, names_filter=lambda n: n.endswith("attn.hook_pattern"))
     patterns = torch.stack([cache[f"blocks.{i}.attn.hook_pattern"] for i in range(n_layer)])  # (L, B, nh, T, T)
     T = patterns.size(-1)
-    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool))
+    future = ~torch.tril(torch.ones(T, T, dtype=torch.bool, device=patterns.device))
     above = patterns[..., future].abs().max().item() if T > 1 else 0.0
     row_error = (patterns.sum(dim=-1) - 1.0).abs().max().item()
     return [
@@ -190,7 +191,7 @@ def check_causality(model: GPT, idx: torch.Tensor, vocab_size: int, fwd_hooks: H
     x = idx[0]
     T = x.numel()
     changed = x.repeat(T, 1)  # row t: tokens after t changed
-    after = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    after = torch.triu(torch.ones(T, T, dtype=torch.bool, device=idx.device), diagonal=1)
     changed[after] = (changed[after] + 1) % vocab_size
     with model.hooks(fwd_hooks=list(fwd_hooks)):
         base, _ = model(idx)
@@ -223,85 +224,79 @@ def check_gradient(
                  f"max |d loss / d logits| at positions {prompt_positions} = {grad:.3g}")
 
 
-# -- the command ------------------------------------------------------------------------------
+# -- the whole report -------------------------------------------------------------------------
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="config.yaml",
-                        help="YAML config whose task and model are used (default: config.yaml; ignored with --run)")
-    # dest run_dir: the command line keeps each command's entry point in args.run
-    parser.add_argument("--run", dest="run_dir", metavar="DIR",
-                        help="a trained run directory; default: a freshly initialised model")
-    parser.add_argument("--example", type=int, default=0, help="which held-out example (default 0)")
-    parser.add_argument("--layer", type=int, default=0, help="layer of the head to step through (default 0)")
-    parser.add_argument("--head", type=int, default=0, help="head to step through (default 0)")
-    parser.add_argument("--mask", choices=("causal", "none"), default="causal",
-                        help="'none' removes the causal mask: a deliberate bug the checks must catch")
-    parser.add_argument("--loss-mask", choices=("answer", "all"), default="answer",
-                        help="'all' also scores the prompt tokens: a deliberate bug the checks must catch")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the freshly initialised model")
-
-
-def load_model_and_task(args: argparse.Namespace) -> tuple[GPT, Task, str]:
-    """(model in eval mode on CPU, task, where the model came from) for the command's arguments."""
-    if args.run_dir:
-        run = load_run(args.run_dir, device="cpu")
-        if run.task is None:
-            raise UserError(f"run {args.run_dir!r} was trained on text: inspect-masks needs a task run")
-        return run.model.eval(), run.task, f"trained run {args.run_dir}"
-    config = load_config(args.config)
-    task = get_task(config.task.name, **config.task.params)
-    torch.manual_seed(args.seed)
-    model = GPT(gpt_config(config, task.vocab_size)).eval()
-    return model, task, f"freshly initialised from {args.config} (seed {args.seed}); pass --run DIR for a trained one"
-
-
-# Held-out examples are numbered within this fixed pool, so --example N is the same
+# Held-out examples are numbered within this fixed pool, so example N is the same
 # prompt every time (test_examples returns a seeded sample of this size).
 EXAMPLE_POOL = 256
 
 
-def run(args: argparse.Namespace) -> int:
-    model, task, source = load_model_and_task(args)
+def held_out_examples(task: Task) -> list[Example]:
+    """The fixed pool of held-out examples the debugger numbers (the same list on every call)."""
+    return task.test_examples(EXAMPLE_POOL, seed=0)
+
+
+@dataclass
+class MaskReport:
+    """The debugger's text (alignment, mask, one head step by step, checks) and the checks."""
+
+    text: str
+    checks: list[Check]
+
+    @property
+    def failed(self) -> int:
+        return sum(not check.passed for check in self.checks)
+
+
+def mask_report(
+    model: GPT,
+    task: Task,
+    example: Example,
+    layer: int = 0,
+    head: int = 0,
+    mask: str = "causal",
+    loss_mask: str = "answer",
+    example_index: Optional[int] = None,
+) -> MaskReport:
+    """Sections 1-4 of the mask debugger for one (prompt, answer) example.
+
+    ``mask="none"`` and ``loss_mask="all"`` plant the two deliberate bugs; the checks
+    must then FAIL. ``example_index`` only labels the text ("held-out example N").
+    """
+    if mask not in ("causal", "none"):
+        raise ValueError(f"mask={mask!r}: expected 'causal' or 'none'")
+    if loss_mask not in ("answer", "all"):
+        raise ValueError(f"loss_mask={loss_mask!r}: expected 'answer' or 'all'")
     n_layer, n_head = model.config.n_layer, model.config.n_head
-    if not 0 <= args.layer < n_layer:
-        raise UserError(f"--layer {args.layer}: the model has layers 0..{n_layer - 1}")
-    if not 0 <= args.head < n_head:
-        raise UserError(f"--head {args.head}: the model has heads 0..{n_head - 1}")
-    examples = task.test_examples(EXAMPLE_POOL, seed=0)
-    if not 0 <= args.example < len(examples):
-        raise UserError(f"--example {args.example}: expected 0..{len(examples) - 1} ({len(examples)} held-out examples)")
+    if not (0 <= layer < n_layer and 0 <= head < n_head):
+        raise ValueError(f"layer {layer}, head {head}: the model has layers 0..{n_layer - 1}, heads 0..{n_head - 1}")
 
-    prompt, answer = examples[args.example]
-    x, y, loss_mask = build_example(prompt, answer)
-    if args.loss_mask == "all":
-        loss_mask = [1] * len(loss_mask)
-    idx, targets = torch.tensor([x]), torch.tensor([y])
-    symbols = task.symbols
-    tokens = [symbols[t] for t in x]
-    broken = no_causal_mask_hooks(n_layer) if args.mask == "none" else []
+    prompt, answer = example
+    x, y, scored = build_example(prompt, answer)
+    if loss_mask == "all":
+        scored = [1] * len(scored)
+    device = next(model.parameters()).device
+    idx, targets = torch.tensor([x], device=device), torch.tensor([y], device=device)
+    tokens = [task.symbols[t] for t in x]
+    broken = no_causal_mask_hooks(n_layer) if mask == "none" else []
 
-    print(f"model: {source}")
-    print(f"task: {task.name}, held-out example {args.example}: "
-          f"prompt {task.format(prompt)!r} -> answer {task.format(answer)!r}")
-    if args.mask == "none" or args.loss_mask == "all":
-        print(f"deliberately broken: mask={args.mask}, loss-mask={args.loss_mask} -- the checks below should FAIL")
-    print("\n1. Alignment: the model reads input[i] and is trained to predict target[i] = input[i+1]")
-    print(alignment_table(symbols, x, y, loss_mask))
-    print(f"\n2. Attention mask ({args.mask}): 1 = query row may look at key column")
-    print(causal_mask_text(len(x), args.mask))
-    print(f"\n3. Layer {args.layer}, head {args.head}, step by step (rows: query position:token, columns: key)")
-    for title, matrix in head_steps(model, idx, args.layer, args.head, broken).items():
-        print(f"\n{title}\n{format_matrix(matrix, tokens, digits=3)}")
+    which = f"held-out example {example_index}" if example_index is not None else "example"
+    lines = [f"task: {task.name}, {which}: prompt {task.format(prompt)!r} -> answer {task.format(answer)!r}"]
+    if mask == "none" or loss_mask == "all":
+        lines.append(f"deliberately broken: mask={mask}, loss-mask={loss_mask} -- the checks below should FAIL")
+    lines += ["\n1. Alignment: the model reads input[i] and is trained to predict target[i] = input[i+1]",
+              alignment_table(task.symbols, x, y, scored),
+              f"\n2. Attention mask ({mask}): 1 = query row may look at key column",
+              causal_mask_text(len(x), mask),
+              f"\n3. Layer {layer}, head {head}, step by step (rows: query position:token, columns: key)"]
+    for title, matrix in head_steps(model, idx, layer, head, broken).items():
+        lines.append(f"\n{title}\n{format_matrix(matrix, tokens, digits=3)}")
 
     checks = check_patterns(model, idx, broken) + [
-        check_loss_mask(loss_mask, prompt),
+        check_loss_mask(scored, prompt),
         check_causality(model, idx, task.vocab_size, broken),
-        check_gradient(model, idx, targets, torch.tensor([loss_mask]), prompt, broken),
+        check_gradient(model, idx, targets, torch.tensor([scored], device=device), prompt, broken),
     ]
-    print("\n4. Checks")
-    for check in checks:
-        print(check.line())
     failed = sum(not c.passed for c in checks)
-    print(f"\n{len(checks) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    lines += ["\n4. Checks", *(check.line() for check in checks), f"\n{len(checks) - failed} passed, {failed} failed"]
+    return MaskReport("\n".join(lines), checks)

@@ -18,9 +18,11 @@ from typing import Iterator, Optional, TextIO
 
 import torch
 
+from gptdecoder import runtime
+from gptdecoder.data.tokenizers import TOKENIZER_DIR, TextStreamer, Tokenizer, load_tokenizer
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPT, KVCache
-from gptdecoder.text import TOKENIZER_DIR, TextStreamer, Tokenizer, load_tokenizer
+from gptdecoder.model import GPT, KVCache, sample_next
+from gptdecoder.runs import load_run
 
 DEFAULT_TEMPERATURE = 0.8  # text runs; task runs default to greedy (temperature 0)
 QUIT = "quit"
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | mps | auto (default: cpu)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads (default 1: a small model decodes one token at a time, and on a "
-                             "busy machine extra threads wait for each other, ~100x slower; 0: torch's default)")
+                             "busy machine extra threads wait for each other; 0: torch's default)")
 
 
 @torch.inference_mode()
@@ -74,7 +76,7 @@ def stream_tokens(
         else:
             cache = KVCache(model.config, 1, block)
             logits, _ = model(torch.tensor([tokens[-block:]], device=device), kv_cache=cache)
-        next_id = int(GPT.sample_next(logits[:, -1, :], temperature, top_k, top_p, temperature > 0, generator))
+        next_id = int(sample_next(logits[:, -1, :], temperature, top_k, top_p, temperature > 0, generator))
         tokens.append(next_id)
         yield next_id
 
@@ -83,9 +85,6 @@ class Session:
     """A loaded run plus the sampling settings: turns a prompt string into printed output."""
 
     def __init__(self, run_dir: Path, args: argparse.Namespace, out: TextIO) -> None:
-        from gptdecoder import runtime
-        from gptdecoder.train import load_run
-
         if args.top_k is not None and args.top_k < 0:
             raise UserError(f"--top-k {args.top_k}: expected >= 0 (0 means no limit)")
         if args.top_p is not None and not 0.0 < args.top_p <= 1.0:

@@ -1,6 +1,6 @@
 """``python -m gptdecoder export --run DIR --hf OUT``: a run as a Hugging Face directory.
 
-The model goes through ``GPT.save_pretrained`` (config.json + model.safetensors, see
+The model goes through ``gptdecoder.hf.save_pretrained`` (config.json + model.safetensors, see
 gptdecoder/hf.py). The tokenizer goes beside it so that, offline,
 
     AutoModelForCausalLM.from_pretrained(OUT) and AutoTokenizer.from_pretrained(OUT)
@@ -27,8 +27,10 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from gptdecoder import hf
+from gptdecoder.data.tokenizers import TOKENIZER_DIR, BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from gptdecoder.errors import UserError
-from gptdecoder.text import TOKENIZER_DIR, BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
+from gptdecoder.runs import load_run
 
 TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 ENDOFTEXT = "<|endoftext|>"
@@ -46,15 +48,13 @@ def hub_token() -> Optional[str]:
 
 def export_run(run_dir: Path, out: Path) -> Path:
     """Write model + tokenizer of ``run_dir`` to ``out``; returns ``out``."""
-    from gptdecoder.train import load_run
-
     run = load_run(run_dir, "cpu")
     block_size = run.model.config.block_size
     tokenizer: Optional[Tokenizer] = None
     if run.task is None:
         tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     eos = tokenizer.eot_token if tokenizer is not None else None
-    run.model.save_pretrained(out, eos_token_id=eos)  # replaces out atomically, so tokenizer files go after
+    hf.save_pretrained(run.model, out, eos_token_id=eos)  # replaces out atomically, so tokenizer files go after
     if isinstance(tokenizer, BPETokenizer):
         write_gpt2_tokenizer(tokenizer, out, block_size)
     elif isinstance(tokenizer, CharTokenizer):

@@ -1,0 +1,64 @@
+"""``python -m gptdecoder ablate --run DIR``: which heads does a trained task model depend on?
+
+Each head in turn is ablated (its ``hook_z`` slice replaced by zeros, or by its mean
+over the held-out set) and the held-out exact match is measured again. Writes
+``ablation_<mode>.md`` (a markdown table), ``.csv`` and ``.png`` (a layer x head
+heatmap) and prints the table. The work is done by ``gptdecoder.lab.ablation``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from gptdecoder.errors import UserError
+from gptdecoder.lab.ablation import ablation_rows, encode_examples, head_ablation_scores, markdown_table
+from gptdecoder.runs import load_run
+
+CSV_FIELDS = ["layer", "head", "accuracy", "drop"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # dest run_dir: the command line keeps each command's entry point in args.run
+    parser.add_argument("--run", dest="run_dir", metavar="DIR", required=True,
+                        help="run directory written by the trainer (e.g. runs/config)")
+    parser.add_argument("--mode", choices=("zero", "mean"), default="zero",
+                        help="replace the head's output by zeros, or by its mean over the held-out set")
+    parser.add_argument("--examples", type=int, default=1000, help="held-out examples to score (default 1000)")
+    parser.add_argument("--out", help="where to write the table and heatmap (default: the run directory)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # matplotlib is imported only when the command runs: cli.py imports every command
+    # module to build its parser, and the other commands should not pay for it
+    from gptdecoder.lab.figures import plot_head_scores, save_figure
+
+    if args.examples < 1:
+        raise UserError(f"--examples {args.examples}: expected at least 1")
+    loaded = load_run(args.run_dir, device="cpu")
+    model, task = loaded.model, loaded.task
+    if task is None:
+        raise UserError(f"run {args.run_dir!r} was trained on text, not a task: ablate scores held-out task accuracy")
+    examples = task.test_examples(args.examples, seed=0)
+    if not examples:
+        raise UserError(f"task {task.name!r} has no held-out examples to score")
+    data = encode_examples(examples)
+    baseline, scores = head_ablation_scores(model, data, args.mode)
+    rows = ablation_rows(baseline, scores)
+
+    out = Path(args.out or loaded.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"ablation_{args.mode}"
+    table = markdown_table(rows, baseline, args.mode)
+    (out / f"{stem}.md").write_text(table)
+    with open(out / f"{stem}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    figure = plot_head_scores(scores.numpy(), f"{task.name}: held-out accuracy with one head {args.mode}-ablated",
+                              "exact-match accuracy", baseline=baseline)
+    save_figure(figure, out / f"{stem}.png")
+    print(f"{task.name}: {data.x.size(0)} held-out examples")
+    print(table)
+    print(f"wrote {out / f'{stem}.md'}, .csv and .png")
+    return 0

@@ -1,0 +1,72 @@
+"""``python -m gptdecoder inspect-masks``: the mask debugger on one held-out example.
+
+Prints the alignment table (input, target, loss mask), the causal mask, one head's
+attention step by step (Q.K^T, scaled, masked, softmax) and a list of PASS/FAIL
+checks. The exit code is 1 if any check fails, so the command doubles as a test.
+``--mask none`` and ``--loss-mask all`` plant deliberate bugs that the checks must
+catch. The model is a trained run (``--run DIR``) or, by default, a freshly
+initialised one built from the config. The work is done by ``gptdecoder.lab.masks``.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from gptdecoder.config import load_config, resolve_task
+from gptdecoder.errors import UserError
+from gptdecoder.lab.masks import EXAMPLE_POOL, held_out_examples, mask_report
+from gptdecoder.model import GPT
+from gptdecoder.runs import load_run
+from gptdecoder.tasks import Task, get_task
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default="config.yaml",
+                        help="YAML config whose task and model are used (default: config.yaml; ignored with --run)")
+    # dest run_dir: the command line keeps each command's entry point in args.run
+    parser.add_argument("--run", dest="run_dir", metavar="DIR",
+                        help="a trained run directory; default: a freshly initialised model")
+    parser.add_argument("--example", type=int, default=0,
+                        help=f"which held-out example, 0..{EXAMPLE_POOL - 1} (default 0)")
+    parser.add_argument("--layer", type=int, default=0, help="layer of the head to step through (default 0)")
+    parser.add_argument("--head", type=int, default=0, help="head to step through (default 0)")
+    parser.add_argument("--mask", choices=("causal", "none"), default="causal",
+                        help="'none' removes the causal mask: a deliberate bug the checks must catch")
+    parser.add_argument("--loss-mask", choices=("answer", "all"), default="answer",
+                        help="'all' also scores the prompt tokens: a deliberate bug the checks must catch")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the freshly initialised model")
+
+
+def load_model_and_task(args: argparse.Namespace) -> tuple[GPT, Task, str]:
+    """(model in eval mode on CPU, task, where the model came from) for the command's arguments."""
+    if args.run_dir:
+        run = load_run(args.run_dir, device="cpu")
+        if run.task is None:
+            raise UserError(f"run {args.run_dir!r} was trained on text: inspect-masks needs a task run")
+        return run.model, run.task, f"trained run {args.run_dir}"
+    config = load_config(args.config)
+    if config.is_text:
+        raise UserError(f"{args.config} trains on text: inspect-masks needs a task config")
+    task = get_task(config.task.name, **config.task.params)
+    torch.manual_seed(args.seed)
+    model = GPT(resolve_task(config).model).eval()
+    return model, task, f"freshly initialised from {args.config} (seed {args.seed}); pass --run DIR for a trained one"
+
+
+def run(args: argparse.Namespace) -> int:
+    model, task, source = load_model_and_task(args)
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    if not 0 <= args.layer < n_layer:
+        raise UserError(f"--layer {args.layer}: the model has layers 0..{n_layer - 1}")
+    if not 0 <= args.head < n_head:
+        raise UserError(f"--head {args.head}: the model has heads 0..{n_head - 1}")
+    examples = held_out_examples(task)
+    if not 0 <= args.example < len(examples):
+        raise UserError(f"--example {args.example}: expected 0..{len(examples) - 1} ({len(examples)} held-out examples)")
+
+    report = mask_report(model, task, examples[args.example], layer=args.layer, head=args.head, mask=args.mask,
+                         loss_mask=args.loss_mask, example_index=args.example)
+    print(f"model: {source}")
+    print(report.text)
+    return 1 if report.failed else 0

@@ -1,0 +1,108 @@
+"""``python -m gptdecoder pictures --run DIR --out DIR``: the attention lab's pictures of a run.
+
+For one held-out example of a trained task run it writes every layer's and head's
+pattern, the last block averaged over heads, where one answer token looks, the
+predicted distribution at each answer position and the head-ablation heatmap; with
+``--html`` also the offline attention viewer and bertviz's head and model views.
+The README's pictures in docs/img come from here. ``python -m gptdecoder.viz`` is
+the same command under its older name (``main`` below).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from gptdecoder.errors import UserError
+from gptdecoder.lab.ablation import encode_examples, head_ablation_scores
+from gptdecoder.lab.capture import example_views, most_varied
+from gptdecoder.runs import load_run
+
+FORMATS = ("png", "svg")
+
+
+def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example: Optional[int] = None,
+                      fmt: str = "png", ablation_examples: int = 500, html_views: bool = False) -> list[Path]:
+    """Render the attention lab's pictures for one held-out example of a trained task run.
+
+    ``example`` indexes ``task.test_examples(ablation_examples)``; by default the most
+    varied prompt is drawn. The head-ablation heatmap uses all those examples.
+    ``html_views`` also writes our offline viewer and bertviz's two views as HTML files.
+    Returns the paths written.
+    """
+    # matplotlib is imported only when pictures are drawn: cli.py imports every command
+    # module to build its parser, and the other commands should not pay for it
+    from gptdecoder.lab.figures import (
+        plot_answer_distributions, plot_attention_grid, plot_head_average, plot_head_scores, plot_token_attention,
+        save_figure,
+    )
+    from gptdecoder.lab.views import write_attention_viewer, write_bertviz_html
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    run = load_run(run_dir, device="cpu")
+    if run.task is None:
+        raise UserError(f"run {str(run_dir)!r} was trained on text; these pictures need a task run")
+    model, task = run.model, run.task
+    examples = task.test_examples(ablation_examples, seed=0)
+    if not examples:
+        raise UserError(f"task {task.name!r} has no held-out examples to draw")
+    if example is None:
+        example = most_varied(examples)
+    if not 0 <= example < len(examples):
+        raise UserError(f"--example {example}: there are {len(examples)} held-out examples (0..{len(examples) - 1})")
+    prompt, answer = examples[example]
+    views = example_views(model, task, prompt, answer)
+    tokens, boundary, patterns = views["tokens"], views["boundary"], views["patterns"]
+    middle = views["answer_positions"][len(views["answer_positions"]) // 2]
+    baseline, scores = head_ablation_scores(model, encode_examples(examples))
+    pictures = {
+        "attention_all_heads": plot_attention_grid(
+            patterns, tokens, boundary, title=f"{task.name}: attention of every layer and head"),
+        "attention_last_block": plot_head_average(patterns, tokens, layer=-1, boundary=boundary),
+        "attention_from_token": plot_token_attention(patterns, tokens, middle, boundary),
+        "answer_distribution": plot_answer_distributions(
+            views["probs"], task.symbols, views["targets"], views["answer_positions"]),
+        "head_ablation": plot_head_scores(
+            scores.numpy(), f"{task.name}: held-out accuracy with one head zero-ablated",
+            "exact-match accuracy", baseline=baseline),
+    }
+    out = Path(out)
+    paths = [save_figure(fig, out / f"{name}.{fmt}") for name, fig in pictures.items()]
+    if html_views:
+        title = f"{task.name}: {task.format(prompt)} -> {task.format(answer)}"
+        paths.append(write_attention_viewer(out / "attention_viewer.html", patterns, tokens, title, boundary))
+        for view in ("head", "model"):
+            paths.append(write_bertviz_html(out / f"bertviz_{view}_view.html", patterns, tokens, view))
+    return paths
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # dest run_dir: the command line keeps each command's entry point in args.run
+    parser.add_argument("--run", dest="run_dir", metavar="DIR", default="runs/config",
+                        help="trained task run (default runs/config)")
+    parser.add_argument("--out", default="docs/img", help="output directory (default docs/img)")
+    parser.add_argument("--example", type=int, help="which held-out example to draw (default: the most varied)")
+    parser.add_argument("--format", choices=FORMATS, default="png", help="image format (default png)")
+    parser.add_argument("--html", action="store_true",
+                        help="also write attention_viewer.html (offline) and bertviz's head and model views")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = render_run_images(args.run_dir, args.out, args.example, args.format, html_views=args.html)
+    for path in paths:
+        print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = "python -m gptdecoder.viz") -> int:
+    """The ``pictures`` command on its own: parse argv, run, and turn a UserError into one ``error:`` line."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,56 @@
+"""``python -m gptdecoder train -c config.yaml`` (or ``python demo.py -c config.yaml``).
+
+Trains through ``gptdecoder.train.train_from_config``, then draws the run's pictures
+from what it wrote (loss and accuracy curves; for a task, the predicted distribution and
+the last block's attention for one held-out example) when ``output.plots`` is on.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from gptdecoder.config import load_config
+from gptdecoder.lab.figures import save_figure, training_figures
+from gptdecoder.runs import load_run, read_metrics
+from gptdecoder.train import train_from_config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", default="config.yaml", help="YAML config (default: config.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.max_iters=500 (repeatable)")
+    parser.add_argument("--out", help="run directory (default: output.dir, or runs/<config stem>)")
+    parser.add_argument("--resume", action="store_true", help="continue from the run directory's ckpt.pt")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def write_figures(run_dir: Path, results: dict) -> list[Path]:
+    """The run's PNGs, drawn from its checkpoint and metrics.jsonl."""
+    run = load_run(run_dir)
+    records = read_metrics(run_dir)
+    example = None
+    if run.task is not None:  # a prompt with many distinct symbols says more than 0 0 0 0 1
+        example = max(run.task.test_examples(50), key=lambda e: len(set(e[0])))
+    else:  # the final score over the whole validation split, as one more point
+        records.append({"iter": results["iters"], "whole_val_loss": results["val_loss"]})
+    figures = training_figures(records, run.model, run.task, example)
+    return [save_figure(figure, run_dir / name) for name, figure in figures.items()]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.set)
+    if args.out:
+        config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=args.out))
+    try:
+        results = train_from_config(config, resume=args.resume, progress=not args.no_progress)
+    finally:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    if results and config.output.plots:  # results is empty on DDP ranks other than 0
+        write_figures(Path(config.output.dir), results)
+    return 0
