@@ -36,12 +36,12 @@ def without_hook_points(model: GPT) -> GPT:
     def nothing(x: torch.Tensor) -> torch.Tensor:
         return x
 
-    nothing.fns = []  # attention asks its score/pattern hook points for .fns
+    nothing.is_watched = lambda: False  # attention asks its score/pattern hook points
     bare = copy.deepcopy(model)
     for module in list(bare.modules()):
-        for name, child in list(module._modules.items()):
+        for name, child in list(module.named_children()):
             if isinstance(child, HookPoint):
-                del module._modules[name]
+                delattr(module, name)  # nn.Module.__delattr__ unregisters the child
                 setattr(module, name, nothing)
     assert not any(isinstance(m, HookPoint) for m in bare.modules())
     return bare

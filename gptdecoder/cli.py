@@ -6,30 +6,28 @@ file only wires them up and turns a UserError into one ``error: ...`` line (exit
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Optional, Sequence
 
+from gptdecoder.commands import ablate, bench, export, generate, inspect_masks, pictures, train
 from gptdecoder.errors import UserError
 
 # command -> (module implementing it, one-line help)
 COMMANDS = {
-    "train": ("gptdecoder.commands.train", "train a model from a YAML config (same as demo.py)"),
-    "generate": ("gptdecoder.commands.generate", "sample from a trained run (text or task), or chat in a REPL"),
-    "inspect-masks": ("gptdecoder.commands.inspect_masks",
-                      "step through attention and loss masks for one example, with checks"),
-    "ablate": ("gptdecoder.commands.ablate", "held-out accuracy with each attention head ablated in turn"),
-    "pictures": ("gptdecoder.commands.pictures", "draw the attention lab's pictures of a trained task run"),
-    "bench": ("gptdecoder.commands.bench", "run a grid of tasks x model sizes x seeds and tabulate the results"),
-    "export": ("gptdecoder.commands.export", "export a run to a Hugging Face transformers directory"),
+    "train": (train, "train a model from a YAML config (same as demo.py)"),
+    "generate": (generate, "sample from a trained run (text or task), or chat in a REPL"),
+    "inspect-masks": (inspect_masks, "step through attention and loss masks for one example, with checks"),
+    "ablate": (ablate, "held-out accuracy with each attention head ablated in turn"),
+    "pictures": (pictures, "draw the attention lab's pictures of a trained task run"),
+    "bench": (bench, "run a grid of tasks x model sizes x seeds and tabulate the results"),
+    "export": (export, "export a run to a Hugging Face transformers directory"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gptdecoder", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
-    for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
+    for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(command)
         command.set_defaults(_handler=module.run)  # not "run": commands have a --run option

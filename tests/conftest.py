@@ -29,6 +29,15 @@ def tiny_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _cache_in_a_temporary_directory(tmp_path_factory):
+    """Derived data (encoded corpora) goes to a fresh cache, never to the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("GPTDECODER_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
 def run_demo(*args: str, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python demo.py ARGS`` as a user would run it."""
     return subprocess.run([sys.executable, str(ROOT / "demo.py"), *args], cwd=cwd, capture_output=True,

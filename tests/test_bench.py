@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from gptdecoder import bench
+from gptdecoder.commands import bench
 from gptdecoder.errors import UserError
 from conftest import ROOT
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gptdecoder import cli, export
+from gptdecoder import cli
+from gptdecoder.commands import export
 from tests.test_generate_cli import sharp_model, write_run
 
 transformers = pytest.importorskip("transformers")
@@ -46,7 +47,7 @@ def test_task_run_round_trips_through_transformers(reverse_run, tmp_path, capsys
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)
     ids = tokenizer("3 1 4 0 =")["input_ids"]
     assert ids == [3, 1, 4, 0, 5]
-    from gptdecoder.train import load_run
+    from gptdecoder.runs import load_run
 
     ours = load_run(reverse_run).model.generate(torch.tensor([ids]), 4, do_sample=False)[0, 5:].tolist()
     theirs = hf_greedy(out, ids, 4)

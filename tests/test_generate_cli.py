@@ -10,7 +10,7 @@ import torch
 
 from gptdecoder import cli
 from gptdecoder.config import config_from_dict
-from gptdecoder.generate import Session, add_arguments, repl, stream_tokens
+from gptdecoder.commands.generate import Session, add_arguments, repl, stream_tokens
 from gptdecoder.model import GPT, GPTConfig
 
 
@@ -84,7 +84,7 @@ def test_task_prompt_in_symbols(sort_run, capsys, only_my_commands):
 
 
 def test_task_answer_is_greedy_decoding(sort_run, capsys, only_my_commands):
-    from gptdecoder.train import load_run
+    from gptdecoder.runs import load_run
 
     model = load_run(sort_run).model
     greedy = model.generate(torch.tensor([[2, 1, 0, 1, 2, 0]]), 6, do_sample=False)[0, 6:].tolist()
@@ -168,7 +168,7 @@ TEXT = "".join(f"ROMEO: speak {i % 5}, fair Juliet; the night is young.\nJULIET:
 
 def train_text_run(tmp_path: Path, tokenizer: str = "char", iters: int = 30) -> Path:
     """A real (tiny, briefly trained) text run in tmp_path, through the trainer."""
-    from gptdecoder.text import train_text
+    from gptdecoder.train import train_from_config
 
     corpus = tmp_path / "play" / "input.txt"
     corpus.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def train_text_run(tmp_path: Path, tokenizer: str = "char", iters: int = 30) -> 
         "eval": {"quick_examples": 8},
         "output": {"dir": str(tmp_path / f"run_{tokenizer}"), "plots": False},
     }
-    train_text(config_from_dict(raw), progress=False, verbose=False)
+    train_from_config(config_from_dict(raw), progress=False, verbose=False)
     return tmp_path / f"run_{tokenizer}"
 
 
@@ -202,8 +202,8 @@ def test_text_generation_streams_the_prompt_and_continuation(char_run, capsys, o
 
 
 def test_text_generation_matches_model_generate(char_run, capsys, only_my_commands):
-    from gptdecoder.text import TOKENIZER_DIR, load_tokenizer
-    from gptdecoder.train import load_run
+    from gptdecoder.data.tokenizers import TOKENIZER_DIR, load_tokenizer
+    from gptdecoder.runs import load_run
 
     tokenizer = load_tokenizer(char_run / TOKENIZER_DIR)
     model = load_run(char_run).model

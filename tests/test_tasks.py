@@ -7,7 +7,6 @@ import zlib
 import pytest
 import torch
 
-from gptdecoder.config import longer_tasks
 from gptdecoder.errors import UserError
 from gptdecoder.tasks import TASKS, build_example, get_task, prompt_hash
 
@@ -80,10 +79,10 @@ def test_repeat_boost_matches_prompt_weight():
 
 def test_length_generalisation_variants():
     task = get_task("reverse", length=6)
-    longer = longer_tasks(task, 2)
+    longer = task.longer_variants(2)
     assert [t.length for t in longer] == [7, 8]
     assert longer[0].vocab_size == task.vocab_size
-    assert longer_tasks(get_task("sort"), 2) == []  # fixed-length sort has no separator
+    assert get_task("sort").longer_variants(2) == []  # fixed-length sort has no separator
 
 
 def test_examples_of_some_tasks():
@@ -139,7 +138,7 @@ def test_recall_multi_query_scores_every_recalled_value():
 
 
 def test_recall_multi_query_batches_and_errors():
-    from gptdecoder.train import TaskBatches
+    from gptdecoder.data.tasks import TaskBatches
 
     task = get_task("recall", num_queries=3)
     x, y, mask = TaskBatches(task, 16, seed=0).get_batch(0)
@@ -174,7 +173,7 @@ def test_recall_curriculum_draws_fewer_pairs_in_early_training_steps_only():
             if step >= 3:
                 assert (prompt, answer) == base.sample_train(base_rng, step)
     # a batch depends only on (seed, rank, step): asking again, or out of order, gives the same
-    from gptdecoder.train import TaskBatches
+    from gptdecoder.data.tasks import TaskBatches
 
     batches = TaskBatches(task, 16, seed=0)
     x, y, mask = batches.get_batch(0)
@@ -184,10 +183,11 @@ def test_recall_curriculum_draws_fewer_pairs_in_early_training_steps_only():
     for again, first in zip(TaskBatches(task, 16, seed=0).get_batch(0), (x, y, mask)):
         assert torch.equal(again, first)
     # a config with the curriculum still gets the block size num_pairs needs
-    from gptdecoder.config import config_from_dict
+    from gptdecoder.config import config_from_dict, resolve_task
 
     params = {"num_pairs": 4, "num_queries": 3, "curriculum_pairs": 2, "curriculum_steps": 3}
-    assert config_from_dict({"task": {"name": "recall", "params": params}}).model.block_size == task.seq_len - 1
+    config = config_from_dict({"task": {"name": "recall", "params": params}})
+    assert resolve_task(config).model.block_size == task.seq_len - 1
     # without curriculum_pairs (the default) or with 0 steps, training draws are unchanged
     for kwargs in ({"curriculum_steps": 10}, {"curriculum_pairs": 2}):
         other = get_task("recall", num_pairs=4, num_queries=3, **kwargs)

@@ -11,18 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from gptdecoder import text
+from gptdecoder.config import DataConfig, config_from_dict
+from gptdecoder.data import text
+from gptdecoder.data.text import evaluate_split, prepare_corpus
+from gptdecoder.data.tokenizers import BPETokenizer, CharTokenizer, TextStreamer, load_tokenizer
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPT, GPTConfig
-from gptdecoder.text import (
-    BPETokenizer,
-    CharTokenizer,
-    DataConfig,
-    TextStreamer,
-    evaluate_split,
-    load_tokenizer,
-    prepare_corpus,
-)
 
 CORPUS = "".join(f"Line {i}: to be, or not to be; that is the question {i % 7}.\n" for i in range(300))
 
@@ -110,8 +104,8 @@ def test_bad_text_files(tmp_path, content, match):
 
 
 def test_unknown_tokenizer_is_a_user_error():
-    with pytest.raises(UserError, match="data.tokenizer"):
-        DataConfig(tokenizer="words")
+    with pytest.raises(UserError, match="data.tokenizer='words'"):
+        config_from_dict({"task": {"name": "text"}, "model": {"block_size": 8}, "data": {"tokenizer": "words"}})
 
 
 # -- tokenizers --------------------------------------------------------------------------
@@ -167,9 +161,17 @@ def test_prepare_splits_caches_and_reencodes_on_change(corpus):
     assert len(logs) == 2 and again.tokenizer.decode(again.val.tolist()).endswith("More text!\n")
 
 
+def test_derived_data_never_goes_beside_the_text(corpus, tmp_path):
+    """The text may sit on a read-only disk: the encoded bins go to our cache directory."""
+    before = sorted(p.name for p in corpus.parent.iterdir())
+    data = prepare_corpus(DataConfig(path=str(corpus), cache_dir=str(tmp_path / "cache")), log=lambda s: None)
+    assert sorted(p.name for p in corpus.parent.iterdir()) == before
+    assert data.cache_dir.is_relative_to(tmp_path / "cache") and (data.cache_dir / "val.bin").is_file()
+
+
 def test_gpt2_corpus(corpus):
     data = prepare_corpus(DataConfig(path=str(corpus), tokenizer="gpt2"), log=lambda s: None)
-    assert data.tokenizer.n_vocab == 50257 and data.cache_dir.name == "input.gpt2"
+    assert data.tokenizer.n_vocab == 50257 and data.cache_dir.name.endswith(".gpt2")
     assert data.tokenizer.decode(data.train.tolist() + data.val.tolist()) == CORPUS
 
 

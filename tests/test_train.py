@@ -10,7 +10,9 @@ from gptdecoder.config import load_config
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPT, GPTConfig
 from gptdecoder.tasks import get_task
-from gptdecoder.train import evaluate_task, load_run, lr_factor, make_optimizer, train_from_config
+from gptdecoder.data.tasks import evaluate_task
+from gptdecoder.runs import load_run
+from gptdecoder.train import lr_factor, make_optimizer, train_from_config
 from conftest import ROOT
 
 
@@ -39,8 +41,8 @@ def test_resume_continues_exactly(tiny_config, tmp_path):
 
     assert r_split["iters"] == r_whole["iters"] == 12
     assert r_split["final_loss"] == r_whole["final_loss"]
-    a = torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=False)
-    b = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=False)
+    a = torch.load(tmp_path / "whole" / "ckpt.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=True)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 12
@@ -50,7 +52,7 @@ def test_checkpoint_contract_and_load_run(tiny_config, tmp_path):
     config = load_config(tiny_config)
     config.output.dir = str(tmp_path / "run")
     train_from_config(config, progress=False, verbose=False)
-    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
     assert {"model", "model_config", "config", "iter", "optimizer", "scheduler", "rng"} <= set(state)
     assert not (tmp_path / "run" / "ckpt.pt.tmp").exists()
     run = load_run(tmp_path / "run")
@@ -63,6 +65,27 @@ def test_checkpoint_contract_and_load_run(tiny_config, tmp_path):
     (tmp_path / "bad" / "ckpt.pt").write_text("not a checkpoint")
     with pytest.raises(UserError, match="cannot read checkpoint"):
         load_run(tmp_path / "bad")
+
+
+class Payload:
+    """Unpickling this runs code: what a malicious checkpoint would carry."""
+
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path(__import__('os').environ['PWNED']).write_text('ran')",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_unrun(tiny_config, tmp_path, monkeypatch):
+    config = load_config(tiny_config)
+    config.output.dir = str(tmp_path / "run")
+    train_from_config(config, progress=False, verbose=False)
+    state = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    state["extra"] = Payload()
+    torch.save(state, tmp_path / "run" / "ckpt.pt")
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("PWNED", str(marker))
+    with pytest.raises(UserError, match="cannot read checkpoint .* safely"):
+        load_run(tmp_path / "run")
+    assert not marker.exists()
 
 
 def test_evaluate_task_decodes_greedily():

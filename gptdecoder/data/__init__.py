@@ -1,0 +1,25 @@
+"""Training data: synthetic tasks and text corpora behind one DataSource interface.
+
+    data = open_data(config, batch_size=256)   # TaskData or TextData
+    x, y, mask = data.get_batch(step)           # (B, T) each
+    data.evaluate(model)                        # {"accuracy": ...} or {"val_loss": ...}
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from gptdecoder.config import Config
+from gptdecoder.data.source import Batch, DataSource, step_seed
+from gptdecoder.data.tasks import TaskData
+from gptdecoder.data.text import TextData
+
+
+def open_data(config: Config, batch_size: int, rank: int = 0, device: str = "cpu", precision: str = "fp32",
+              log: Callable[[str], None] = print) -> DataSource:
+    """The data source a config asks for, batching ``batch_size`` sequences for process ``rank``."""
+    if config.is_text:
+        return TextData(config, batch_size, rank, device, precision, log)
+    return TaskData(config, batch_size, rank, device, precision)
+
+
+__all__ = ["Batch", "DataSource", "TaskData", "TextData", "open_data", "step_seed"]
