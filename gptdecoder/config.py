@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -27,6 +26,7 @@ from typing import Any, Optional, Sequence, Union
 import yaml
 
 from gptdecoder import runtime
+from gptdecoder.atomic import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.model import ACTIVATIONS, GPTConfig
 from gptdecoder.tasks import TASKS, did_you_mean, get_task, task_fields
@@ -341,8 +341,4 @@ def default_cache_dir() -> Path:
 
 def save_config(config: Config, path: Union[str, Path]) -> None:
     """Write the config as YAML (temporary file + rename: never half written)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    os.replace(tmp, path)
+    write_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -16,13 +16,14 @@ A run directory holds::
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import os
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
+from gptdecoder.atomic import write_atomic
 from gptdecoder.config import Config, config_from_dict
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPT, GPTConfig
@@ -33,11 +34,10 @@ CHECKPOINT_KEYS = ("model", "model_config", "config", "iter")
 
 
 def save_checkpoint(path: Union[str, Path], state: dict) -> None:
-    """torch.save to a temporary file, then rename: a crash mid-save keeps the old checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """torch.save, atomically: a crash mid-save keeps the previous checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def read_checkpoint(path: Union[str, Path], device: str = "cpu") -> dict:

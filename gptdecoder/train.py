@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from gptdecoder import runtime
+from gptdecoder.atomic import write_atomic
 from gptdecoder.config import Config, TrainConfig, resolve, save_config
 from gptdecoder.data import DataSource, open_data
 from gptdecoder.errors import UserError
@@ -366,7 +367,7 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
         "world_size": dist_info.world_size,
         "seed": config.train.seed,
     }
-    write_json(run_dir / "results.json", results)
+    write_atomic(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     log.close()
     say("\n".join(data.summary(results) + [
         f"{results['iters']} iters in {results['train_seconds']:.1f} s of training "
@@ -376,8 +377,3 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
     return results
 
 
-def write_json(path: Path, data: dict) -> None:
-    """JSON to a temporary file, then rename: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from gptdecoder import runtime
+from gptdecoder.atomic import write_atomic
 from gptdecoder.config import Config, DataConfig, default_cache_dir
 from gptdecoder.data.source import Batch, step_seed
 from gptdecoder.data.tokenizers import TOKENIZER_DIR, TRAIN_FRACTION, CharTokenizer, Tokenizer, build_tokenizer
@@ -99,18 +99,7 @@ def download(url: str, dest: Path, sha256: str, size: int) -> None:
             f"bytes with sha256 {sha256[:12]}...: {where}"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(dest, data)
-
-
-def _write_atomic(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(dest, data)
 
 
 def read_text(path: Path) -> tuple[str, str]:
@@ -184,13 +173,13 @@ def prepare_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> TextC
         train_ids = np.array(tokenizer.encode(text[:split]), dtype=np.uint16)
         val_ids = np.array(tokenizer.encode(text[split:]), dtype=np.uint16)
         cache.mkdir(parents=True, exist_ok=True)
-        _write_atomic(cache / "train.bin", train_ids.tobytes())
-        _write_atomic(cache / "val.bin", val_ids.tobytes())
+        write_atomic(cache / "train.bin", train_ids.tobytes())
+        write_atomic(cache / "val.bin", val_ids.tobytes())
         meta = dict(key, kind=tokenizer.kind, n_vocab=tokenizer.n_vocab, train_tokens=len(train_ids),
                     val_tokens=len(val_ids), val_bytes=len(tokenizer.decode_bytes(val_ids[1:].tolist())))
         if isinstance(tokenizer, CharTokenizer):
             meta["chars"] = tokenizer.chars  # the vocabulary, saved beside the data
-        _write_atomic(meta_path, (json.dumps(meta, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+        write_atomic(meta_path, (json.dumps(meta, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
 
     def load(name: str) -> np.ndarray:
         if (cache / name).stat().st_size == 0:
