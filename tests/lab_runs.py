@@ -26,6 +26,7 @@ def write_untrained_run(run_dir: Path, config_text: str = TINY_TASK, seed: int =
     config = resolve_task(load_config(config_path))
     torch.manual_seed(seed)
     model = GPT(config.model)
-    save_checkpoint(run_dir / CHECKPOINT, {"model": model.state_dict(), "model_config": dataclasses.asdict(config.model),
-                                          "config": config.to_dict(), "iter": 0})
+    state = {"model": model.state_dict(), "model_config": dataclasses.asdict(config.model),
+             "config": config.to_dict(), "iter": 0}
+    save_checkpoint(run_dir / CHECKPOINT, state)
     return run_dir

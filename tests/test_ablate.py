@@ -1,6 +1,7 @@
 """Capture, head ablation, activation patching (gptdecoder.lab) and the ``ablate`` command."""
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -91,23 +92,31 @@ def test_exact_match_counts_whole_answers():
     assert 0.0 <= exact_match(model, data) <= 1.0
 
 
-def test_exact_match_is_one_when_the_model_always_predicts_the_answer():
-    """A hook that makes the logits point at the target turns every answer right (and only answers count)."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=3, block_size=8, n_layer=1, n_head=1, d_model=8)).eval()
-    data = encode_examples([([0, 1], [2, 2]), ([1, 0], [0, 1])])
-    assert exact_match(model, data) < 1.0 or True  # whatever the random model does
-    targets = data.y.clamp(min=0)
+class ScriptedModel:
+    """Stands in for a GPT in exact_match: its logits pick the given tokens at every position."""
 
-    def oracle(_, hook):
-        return torch.nn.functional.one_hot(targets, 3).float() * 100.0
+    def __init__(self, picks: torch.Tensor, vocab_size: int) -> None:
+        self.picks, self.vocab_size = picks, vocab_size
 
-    model_logits_hook = [("ln_final.hook_normalized", None)]  # placeholder to show the hook API shape
-    assert model_logits_hook
-    # force the answer through the unembedding: replace the final residual by the target token's embedding
-    embed = model.wte.weight if hasattr(model, "wte") else model.lm_head.weight
-    forced = [("ln_final.hook_normalized", lambda _, hook: embed[targets] * 100.0)]
-    assert exact_match(model, data, forced) == 1.0
+    @contextlib.contextmanager
+    def hooks(self, fwd_hooks):
+        yield
+
+    def __call__(self, x: torch.Tensor):
+        return torch.nn.functional.one_hot(self.picks[: x.size(0)], self.vocab_size).float(), None
+
+
+def test_exact_match_scores_only_answer_tokens_and_whole_answers():
+    data = encode_examples([([0, 1], [2, 2]), ([1, 0, 1], [0, 1])])
+    right = data.y.clamp(min=0).clone()
+    wrong_prompt = right.clone()
+    wrong_prompt[data.mask == 0] = (wrong_prompt[data.mask == 0] + 1) % 3  # prompt targets are not scored
+    assert exact_match(ScriptedModel(wrong_prompt, 3), data) == 1.0
+    one_wrong = right.clone()
+    last_answer = int(data.mask[1].nonzero()[-1])
+    one_wrong[1, last_answer] = (one_wrong[1, last_answer] + 1) % 3  # one token of the second answer
+    assert exact_match(ScriptedModel(one_wrong, 3), data) == 0.5
+    assert exact_match(ScriptedModel(one_wrong, 3), data, batch_size=1) == 0.5
 
 
 def test_ablation_rows_and_table():

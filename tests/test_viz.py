@@ -1,16 +1,21 @@
-"""Heatmaps, bertviz views and the offline HTML viewer are written and honest."""
+"""Heatmaps, bertviz views and the offline HTML viewer are written and honest; the ``pictures`` command."""
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from lab_runs import write_untrained_run
 
-from gptdecoder import viz
-from gptdecoder.ablate import capture_attention
+from gptdecoder.lab import figures, views
+from gptdecoder.lab.capture import as_layer_head_array, capture_attention, token_labels
 from gptdecoder.model import GPT, GPTConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["0", "1", "2", "</script>"]  # a hostile label must not break the HTML
 
 
@@ -20,38 +25,42 @@ def example():
     model = GPT(GPTConfig(vocab_size=4, block_size=12, n_layer=2, n_head=2, d_model=16)).eval()
     x = torch.tensor([[2, 0, 1, 3, 0, 1, 2]])
     logits, _ = model(x)
-    return capture_attention(model, x), viz.token_labels(x[0], SYMBOLS), logits
+    return capture_attention(model, x), token_labels(x[0], SYMBOLS), logits
 
 
 def test_heatmaps_are_written(example, tmp_path):
     patterns, tokens, logits = example
-    figures = {
-        "grid.png": viz.plot_attention_grid(patterns, tokens, boundary=4),
-        "last.png": viz.plot_head_average(patterns, tokens, boundary=4),
-        "token.svg": viz.plot_token_attention(patterns, tokens, position=5, boundary=4),
-        "dist.png": viz.plot_answer_distributions(logits[0, 3:6].softmax(-1), SYMBOLS, [0, 1, 2], [3, 4, 5]),
-        "heads.png": viz.plot_head_scores([[0.5, 1.0], [0.0, 0.9]], "accuracy", "acc", baseline=1.0),
+    drawn = {
+        "grid.png": figures.plot_attention_grid(patterns, tokens, boundary=4),
+        "last.png": figures.plot_head_average(patterns, tokens, boundary=4),
+        "token.svg": figures.plot_token_attention(patterns, tokens, position=5, boundary=4),
+        "dist.png": figures.plot_answer_distributions(logits[0, 3:6].softmax(-1), SYMBOLS, [0, 1, 2], [3, 4, 5]),
+        "heads.png": figures.plot_head_scores([[0.5, 1.0], [0.0, 0.9]], "accuracy", "acc", baseline=1.0),
     }
-    for name, fig in figures.items():
-        path = viz.save_figure(fig, tmp_path / name)
+    for name, fig in drawn.items():
+        path = figures.save_figure(fig, tmp_path / name)
         assert path.stat().st_size > 1000
     assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (tmp_path / "token.svg").read_bytes()[:1000]
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary files were renamed away
 
 
 def test_layer_head_array_accepts_list_and_stacked(example):
     patterns, _, _ = example
-    from_list = viz.as_layer_head_array(patterns)
+    from_list = as_layer_head_array(patterns)
     assert from_list.shape == (2, 2, 7, 7)
-    assert (viz.as_layer_head_array(torch.stack(patterns)) == from_list).all()
+    assert (as_layer_head_array(torch.stack(patterns)) == from_list).all()
+    with pytest.raises(ValueError):
+        as_layer_head_array(torch.zeros(2, 7, 7))
 
 
 def test_bertviz_views(example, tmp_path):
+    pytest.importorskip("bertviz")
     patterns, tokens, _ = example
-    attention = viz.bertviz_attention(patterns)
+    attention = views.bertviz_attention(patterns)
     assert len(attention) == 2 and attention[0].shape == (1, 2, 7, 7)
     for view in ("head", "model"):
-        path = viz.write_bertviz_html(tmp_path / f"{view}.html", patterns, tokens, view=view)
+        path = views.write_bertviz_html(tmp_path / f"{view}.html", patterns, tokens, view=view)
         assert "<html>" in path.read_text()[:200]
 
 
@@ -59,7 +68,8 @@ def test_offline_viewer_is_self_contained_and_embeds_raw_values(example, tmp_pat
     patterns, tokens, _ = example
     leaky = [p.clone() for p in patterns]
     leaky[1][0, 1, 0, 6] = 3e-9  # a tiny leak above the diagonal must survive into the file
-    page = viz.write_attention_viewer(tmp_path / "viewer.html", leaky, tokens, boundary=4).read_text()
+    page = views.write_attention_viewer(tmp_path / "viewer.html", leaky, tokens, boundary=4).read_text()
+    assert page == views.attention_viewer_html(leaky, tokens, boundary=4)
     assert not re.search(r"<(script|link)[^>]+(src|href)\s*=\s*[\"']?(https?:)?//", page, re.I)
     assert "http://" not in page and "https://" not in page
     raw = re.search(r'<script id="attention-data" type="application/json">(.*?)</script>', page, re.S).group(1)
@@ -68,3 +78,58 @@ def test_offline_viewer_is_self_contained_and_embeds_raw_values(example, tmp_pat
     assert len(data["patterns"]) == 2 and len(data["patterns"][0]) == 2
     assert data["patterns"][1][1][0][6] == pytest.approx(3e-9)
     assert data["patterns"][0][0][3][2] == pytest.approx(float(patterns[0][0, 0, 3, 2]), rel=1e-5)
+
+
+def test_viewer_rejects_tokens_that_do_not_match_the_patterns(example):
+    patterns, tokens, _ = example
+    with pytest.raises(ValueError):
+        views.attention_viewer_html(patterns, tokens[:-1])
+
+
+# -- the pictures command -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def untrained_run(tmp_path_factory) -> Path:
+    return write_untrained_run(tmp_path_factory.mktemp("run") / "sort")
+
+
+def test_pictures_command_draws_a_run(untrained_run, tmp_path, capsys):
+    pytest.importorskip("bertviz")
+    from gptdecoder.cli import main
+
+    assert main(["pictures", "--run", str(untrained_run), "--out", str(tmp_path), "--html"]) == 0
+    names = {p.name for p in tmp_path.iterdir()}
+    expected = {"attention_all_heads.png", "attention_last_block.png", "attention_from_token.png",
+                "answer_distribution.png", "head_ablation.png", "attention_viewer.html",
+                "bertviz_head_view.html", "bertviz_model_view.html"}
+    assert names == expected
+    assert all((tmp_path / name).stat().st_size > 0 for name in names)
+    assert capsys.readouterr().out.count("wrote ") == len(expected)
+
+
+def test_pictures_render_function_and_svg(untrained_run, tmp_path):
+    from gptdecoder.commands.pictures import render_run_images
+
+    paths = render_run_images(untrained_run, tmp_path, example=3, fmt="svg", ablation_examples=20)
+    assert len(paths) == 5 and all(p.suffix == ".svg" and p.stat().st_size > 0 for p in paths)
+
+
+def test_pictures_user_errors(untrained_run, tmp_path, capsys):
+    from gptdecoder.cli import main
+
+    assert main(["pictures", "--run", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    assert main(["pictures", "--run", str(untrained_run), "--out", str(tmp_path), "--example", "100000"]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def test_python_m_gptdecoder_viz_still_works(untrained_run, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gptdecoder.viz", "--run", str(untrained_run), "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "attention_all_heads.png").stat().st_size > 0
+    missing = subprocess.run([sys.executable, "-m", "gptdecoder.viz", "--run", str(tmp_path / "nope")],
+                             capture_output=True, text=True, cwd=ROOT)
+    assert missing.returncode == 2 and missing.stderr.startswith("error:")

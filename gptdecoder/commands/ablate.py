@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 from pathlib import Path
 
+from gptdecoder.atomic import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import ablation_rows, encode_examples, head_ablation_scores, markdown_table
 from gptdecoder.runs import load_run
 
 CSV_FIELDS = ["layer", "head", "accuracy", "drop"]
+
+
+def csv_text(rows: list[dict]) -> str:
+    """The ablation rows as CSV, one line per head."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,14 +58,10 @@ def run(args: argparse.Namespace) -> int:
     rows = ablation_rows(baseline, scores)
 
     out = Path(args.out or loaded.run_dir)
-    out.mkdir(parents=True, exist_ok=True)
     stem = f"ablation_{args.mode}"
     table = markdown_table(rows, baseline, args.mode)
-    (out / f"{stem}.md").write_text(table)
-    with open(out / f"{stem}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(out / f"{stem}.md", table)
+    write_atomic(out / f"{stem}.csv", csv_text(rows))
     figure = plot_head_scores(scores.numpy(), f"{task.name}: held-out accuracy with one head {args.mode}-ablated",
                               "exact-match accuracy", baseline=baseline)
     save_figure(figure, out / f"{stem}.png")

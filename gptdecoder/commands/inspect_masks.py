@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--head {args.head}: the model has heads 0..{n_head - 1}")
     examples = held_out_examples(task)
     if not 0 <= args.example < len(examples):
-        raise UserError(f"--example {args.example}: expected 0..{len(examples) - 1} ({len(examples)} held-out examples)")
+        raise UserError(f"--example {args.example}: expected 0..{len(examples) - 1} "
+                        f"({len(examples)} held-out examples)")
 
     report = mask_report(model, task, examples[args.example], layer=args.layer, head=args.head, mask=args.mask,
                          loss_mask=args.loss_mask, example_index=args.example)

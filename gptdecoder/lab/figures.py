@@ -19,8 +19,8 @@ bench       bench_figure
 """
 from __future__ import annotations
 
+import io
 import math
-import os
 import statistics
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -30,6 +30,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from gptdecoder.atomic import write_atomic
 from gptdecoder.lab.capture import Patterns, as_layer_head_array, example_views
 from gptdecoder.model import GPT
 from gptdecoder.tasks import Example, Task
@@ -204,7 +205,8 @@ def plot_answer_distributions(
     for row, (pos, target) in enumerate(zip(positions, targets)):
         pick = int(p[row].argmax())
         mark = "ok" if pick == target else "WRONG"
-        row_labels.append(f"pos {pos}: want {symbols[target]}, picks {symbols[pick]} ({_cell_text(p[row, pick])}) {mark}")
+        picked = f"{symbols[pick]} ({_cell_text(p[row, pick])})"
+        row_labels.append(f"pos {pos}: want {symbols[target]}, picks {picked} {mark}")
     ax.set_yticks(range(n))
     ax.set_yticklabels(row_labels, fontsize=8)
     ax.set_xticks(range(vocab))
@@ -257,19 +259,13 @@ def plot_head_scores(
 def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 110) -> Path:
     """Write a figure; the format follows the suffix (.png, .svg, .pdf; none means PNG).
 
-    The image is written to a temporary file next to ``path`` and renamed over it, so
-    a reader (a browser, a README build) never sees a half-written picture.
+    The image is rendered in memory and written with ``write_atomic``, so a reader (a
+    browser, a README build) never sees a half-written picture.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    image = io.BytesIO()
+    fig.savefig(image, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
+    return write_atomic(path, image.getvalue())
 
 
 # -- training curves ----------------------------------------------------------------------------

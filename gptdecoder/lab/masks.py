@@ -272,9 +272,9 @@ def mask_report(
         raise ValueError(f"layer {layer}, head {head}: the model has layers 0..{n_layer - 1}, heads 0..{n_head - 1}")
 
     prompt, answer = example
-    x, y, scored = build_example(prompt, answer)
+    x, y, targets_scored = build_example(prompt, answer)
     if loss_mask == "all":
-        scored = [1] * len(scored)
+        targets_scored = [1] * len(targets_scored)
     device = next(model.parameters()).device
     idx, targets = torch.tensor([x], device=device), torch.tensor([y], device=device)
     tokens = [task.symbols[t] for t in x]
@@ -285,7 +285,7 @@ def mask_report(
     if mask == "none" or loss_mask == "all":
         lines.append(f"deliberately broken: mask={mask}, loss-mask={loss_mask} -- the checks below should FAIL")
     lines += ["\n1. Alignment: the model reads input[i] and is trained to predict target[i] = input[i+1]",
-              alignment_table(task.symbols, x, y, scored),
+              alignment_table(task.symbols, x, y, targets_scored),
               f"\n2. Attention mask ({mask}): 1 = query row may look at key column",
               causal_mask_text(len(x), mask),
               f"\n3. Layer {layer}, head {head}, step by step (rows: query position:token, columns: key)"]
@@ -293,9 +293,9 @@ def mask_report(
         lines.append(f"\n{title}\n{format_matrix(matrix, tokens, digits=3)}")
 
     checks = check_patterns(model, idx, broken) + [
-        check_loss_mask(scored, prompt),
+        check_loss_mask(targets_scored, prompt),
         check_causality(model, idx, task.vocab_size, broken),
-        check_gradient(model, idx, targets, torch.tensor([scored], device=device), prompt, broken),
+        check_gradient(model, idx, targets, torch.tensor([targets_scored], device=device), prompt, broken),
     ]
     failed = sum(not c.passed for c in checks)
     lines += ["\n4. Checks", *(check.line() for check in checks), f"\n{len(checks) - failed} passed, {failed} failed"]

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
 
+from gptdecoder.atomic import write_atomic
 from gptdecoder.lab.capture import Patterns, as_layer_head_array
 
 # -- bertviz ---------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ def write_bertviz_html(
     path: Union[str, Path], patterns: Patterns, tokens: Sequence[str], view: str = "head", batch_index: int = 0
 ) -> Path:
     """Write ``bertviz_page`` to a file; open it in a browser (with network access)."""
-    return write_text_atomic(path, bertviz_page(patterns, tokens, view, batch_index))
+    return write_atomic(path, bertviz_page(patterns, tokens, view, batch_index))
 
 
 # -- our offline viewer ----------------------------------------------------------------------
@@ -164,21 +164,4 @@ def write_attention_viewer(
     batch_index: int = 0,
 ) -> Path:
     """Write ``attention_viewer_html`` to a file; it opens offline in any browser."""
-    return write_text_atomic(path, attention_viewer_html(patterns, tokens, title, boundary, batch_index))
-
-
-def write_text_atomic(path: Union[str, Path], text: str) -> Path:
-    """Write text to a temporary file in the same directory, then rename it over ``path``.
-
-    A browser that reloads the page meanwhile sees the old file or the new one, never
-    half of one; the same directory keeps the rename on one file system.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, attention_viewer_html(patterns, tokens, title, boundary, batch_index))
