@@ -29,6 +29,11 @@ ln_final.hook_normalized           [B, T, d]                        final LayerN
 Capturing ``hook_scores``, ``hook_masked_scores`` or ``hook_pattern`` switches that
 layer's attention to the explicit path (it must materialise the matrices); all other
 hook points leave the fused scaled_dot_product_attention path in place.
+
+Two ways to attach a hook, both plain PyTorch underneath: ``model.hooks([(name, fn)])``
+(TransformerLens's ``fn(tensor, hook)``, removed when the with-block ends), or
+``model.hook_dict[name].register_forward_hook(fn)`` (PyTorch's own ``fn(module, inputs,
+output)``; a hook point is an ordinary nn.Module).
 """
 from __future__ import annotations
 

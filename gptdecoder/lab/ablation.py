@@ -17,10 +17,11 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 
+from gptdecoder.data.tasks import collate
 from gptdecoder.hooks import HookFn
 from gptdecoder.lab.capture import Cache, z_name
 from gptdecoder.model import GPT
-from gptdecoder.tasks import Example, build_example
+from gptdecoder.tasks import Example
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -182,17 +183,10 @@ class HeldOut:
 
 
 def encode_examples(examples: Sequence[Example]) -> HeldOut:
-    """(prompt, answer) pairs -> padded tensors via the task's own build_example."""
+    """(prompt, answer) pairs -> padded tensors, exactly as training batches them."""
     if not examples:
         raise ValueError("encode_examples: no examples")
-    rows = [build_example(prompt, answer) for prompt, answer in examples]
-    T = max(len(x) for x, _, _ in rows)
-    x = torch.zeros(len(rows), T, dtype=torch.long)
-    y = torch.full((len(rows), T), -1, dtype=torch.long)
-    mask = torch.zeros(len(rows), T, dtype=torch.long)
-    for i, (xi, yi, mi) in enumerate(rows):
-        x[i, : len(xi)], y[i, : len(yi)], mask[i, : len(mi)] = torch.tensor(xi), torch.tensor(yi), torch.tensor(mi)
-    return HeldOut(x, y, mask)
+    return HeldOut(*collate(list(examples)))
 
 
 @torch.no_grad()
