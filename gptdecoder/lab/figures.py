@@ -23,7 +23,7 @@ import io
 import math
 import statistics
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -282,36 +282,38 @@ def _no_points(ax, what: str) -> None:
     ax.text(0.5, 0.5, f"no {what} logged yet", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
+def _curve_figure(ylabel: str) -> tuple[Figure, Any]:
+    """An empty (figure, axes) for a curve over training iterations."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
 def plot_training_loss(records: Sequence[dict]) -> Figure:
     """Training loss per logged iteration of a task run (log scale when every value is > 0)."""
     points = _points(records, "loss")
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _curve_figure("training loss (answer tokens)")
     if points:
         ax.plot(*zip(*points))
         if min(v for _, v in points) > 0:
             ax.set_yscale("log")  # the loss falls by orders of magnitude; a linear axis hides the tail
     else:
         _no_points(ax, "training loss")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss (answer tokens)")
-    ax.grid(alpha=0.3)
     return fig
 
 
 def plot_accuracy(records: Sequence[dict]) -> Figure:
     """Held-out exact match at each evaluation of a task run, on a fixed 0..1 axis."""
     points = _points(records, "accuracy")
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _curve_figure("held-out exact match")
     if points:
         ax.plot(*zip(*points), marker=".")
     else:
         _no_points(ax, "evaluation")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("held-out exact match")
     ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
     return fig
 
 
@@ -325,8 +327,7 @@ TEXT_CURVES = (  # record key, legend label, line style
 def plot_text_losses(records: Sequence[dict]) -> Figure:
     """A text run's losses: train loss per logged step, the quick validation estimates
     (``val_loss``) and the final whole-split validation loss (``whole_val_loss``)."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
-    ax = fig.subplots()
+    fig, ax = _curve_figure("cross-entropy (nats per token)")
     drawn = False
     for key, label, style in TEXT_CURVES:
         points = _points(records, key)
@@ -337,9 +338,6 @@ def plot_text_losses(records: Sequence[dict]) -> Figure:
         ax.legend()
     else:
         _no_points(ax, "loss")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy (nats per token)")
-    ax.grid(alpha=0.3)
     return fig
 
 
