@@ -60,6 +60,10 @@ NANOGPT_RECORDED = {
     "val_loss": 1.886, "seconds": 59.5, "iters": 2000,
     "source": "recorded on the project's 2-core dev machine, not measured in this run",
 }
+# Cores kept busy by other processes (during a run, or of difference between the two
+# runs of a round) beyond which the figures get a warning: both recipes use every core,
+# so a step that has to share one with another job slows down far more than in proportion.
+UNEVEN_LOAD = 0.25
 
 
 def cpu_jiffies() -> Optional[tuple[int, int]]:
@@ -94,7 +98,9 @@ class LoadMeter:
         return t.user + t.system + t.children_user + t.children_system
 
     def line(self) -> str:
-        return f"    other processes kept {self.cores_used_by_others or 0:.2f} cores busy on average"
+        cores = self.cores_used_by_others or 0
+        return (f"    other processes kept {cores:.2f} cores busy on average"
+                + (" -- the times above are slowed by it, more than in proportion" if cores > UNEVEN_LOAD else ""))
 
 
 # -- step 0: whole processes ---------------------------------------------------------------
@@ -133,6 +139,11 @@ def compare_processes(args: argparse.Namespace, corpus: Path, tmp: Path) -> dict
     ratio = paired_ratio({k: [x["wall_seconds"] for x in v] for k, v in runs.items()}, "ours", "nanogpt")
     how = "measured in this run" + (f", median over {args.rounds} rounds" if args.rounds > 1 else "")
     print(f"  wall time ours / nanoGPT: {ratio:.2f} ({how})")
+    uneven = [r + 1 for r, (a, b) in enumerate(zip(nano, ours))
+              if abs((a["other_processes_cores"] or 0) - (b["other_processes_cores"] or 0)) > UNEVEN_LOAD]
+    if uneven:
+        print(f"  warning: other processes loaded the machine unevenly between the two runs of round(s) "
+              f"{', '.join(map(str, uneven))}, which skews the ratio; rerun on a quieter machine or with more --rounds")
     nano_loss = median_or_none([x["val_loss"] for x in nano])
     our_loss = statistics.median(x["val_loss"] for x in ours)
     if nano_loss is not None:
@@ -273,7 +284,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         ref_what = f"nanoGPT's training time to its final val loss, {ref_seconds:.1f} s ({ref_label})"
     else:
         ref_loss, ref_seconds = NANOGPT_RECORDED["val_loss"], NANOGPT_RECORDED["seconds"]
-        ref_label = "vs recorded: " + NANOGPT_RECORDED["source"]
+        ref_label = "vs recorded: nanoGPT's figure from the project's 2-core dev machine, not measured in this run"
         ref_what = f"recorded nanoGPT {ref_seconds} s"
     target = args.target if args.target is not None else ref_loss
     report["target"] = target
