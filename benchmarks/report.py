@@ -25,18 +25,21 @@ from gptdecoder import runtime
 HERE = Path(__file__).resolve().parent
 README = HERE.parent / "README.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
-# script -> the lines of its output that carry the figures (by their start)
-BENCHMARKS = {
-    "train_step.py": ("shape:", "speed-ups", "  ours"),
-    "hooks_overhead.py": ("shape:", "train step", "  -> ratio", "forward capturing"),
-    "generate_speed.py": ("shape:", "same greedy", "kv-cache", "full-recompute", "speed-up"),
-}
+# (script and its arguments, the lines of its output that carry the figures, by their start)
+GENERATE_LINES = ("shape:", "same greedy", "kv-cache", "full-recompute", "speed-up")
+BENCHMARKS = [
+    (["train_step.py"], ("shape:", "speed-ups", "  ours")),
+    (["hooks_overhead.py"], ("shape:", "train step", "  -> ratio", "forward capturing")),
+    (["generate_speed.py"], GENERATE_LINES),  # torch's default thread count
+    (["generate_speed.py", "--threads", "1"], GENERATE_LINES),  # what `generate` uses by default
+]
 
 
-def run(script: str, keep: tuple[str, ...]) -> list[str]:
-    """The script's output lines that start with one of ``keep``."""
-    print(f"running benchmarks/{script} ...", flush=True)
-    out = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True, check=True).stdout
+def run(command: list[str], keep: tuple[str, ...]) -> list[str]:
+    """The output lines of ``benchmarks/<command>`` that start with one of ``keep``."""
+    print(f"running benchmarks/{' '.join(command)} ...", flush=True)
+    out = subprocess.run([sys.executable, str(HERE / command[0]), *command[1:]], capture_output=True, text=True,
+                         check=True).stdout
     return [line.rstrip() for line in out.splitlines() if line.startswith(keep)]
 
 
@@ -45,8 +48,8 @@ def section() -> str:
                f"{'yes' if runtime.cpu_has_native_bf16() else 'no'}), torch {torch.__version__}, "
                f"{datetime.date.today().isoformat()}")
     lines = [START, "", f"Printed by `python benchmarks/report.py` on {machine}:", ""]
-    for script, keep in BENCHMARKS.items():
-        lines += [f"`benchmarks/{script}`", "", "```", *run(script, keep), "```", ""]
+    for command, keep in BENCHMARKS:
+        lines += [f"`python benchmarks/{' '.join(command)}`", "", "```", *run(command, keep), "```", ""]
     return "\n".join(lines + [END])
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from gptdecoder import hooks
 from gptdecoder.hooks import HookPoint
 
-# config name -> nn.GELU's `approximate` argument
+# config name -> F.gelu's `approximate` argument
 ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
 
 
@@ -63,7 +63,6 @@ class CausalSelfAttention(nn.Module):
         self.explicit = False  # set True to always take the explicit path
         self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # q, k, v at once
         self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
-        self.attn_dropout = nn.Dropout(config.dropout)
         # mask[i, j] is True where query i may look at key j (j <= i)
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask, persistent=False)
@@ -90,18 +89,20 @@ class CausalSelfAttention(nn.Module):
             k, v = kv_cache.append(layer, k, v)  # (B, nh, T_k, hs): every key so far
         T_k = k.size(2)
         # the T new queries sit at positions T_k - T ... T_k - 1
-        mask = self.causal_mask[T_k - T : T_k, :T_k]  # (T, T_k)
+        mask = self.causal_mask[T_k - T : T_k, :T_k]  # (T, T_k): True where query may see key
 
         if self.explicit_path(x):
             scores = self.hook_scores((q @ k.transpose(-2, -1)) / math.sqrt(self.d_head))  # (B, nh, T, T_k)
             masked = self.hook_masked_scores(scores.masked_fill(~mask, float("-inf")))
             pattern = self.hook_pattern(F.softmax(masked, dim=-1))  # rows sum to 1, 0 above the diagonal
-            z = self.attn_dropout(pattern) @ v  # (B, nh, T, hs)
+            z = F.dropout(pattern, self.dropout, self.training) @ v  # (B, nh, T, hs)
         else:
             dropout = self.dropout if self.training else 0.0
             if T == T_k:  # no cached keys: the plain lower-triangular mask
                 z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-            else:  # new queries after cached keys: the offset mask
+            elif T == 1:  # one new token (generation) may look at every key: no mask to apply
+                z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+            else:  # several new queries after cached keys: the offset mask
                 z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
         z = self.hook_z(z.transpose(1, 2))  # (B, T, nh, hs)
@@ -115,15 +116,14 @@ class MLP(nn.Module):
         super().__init__()
         hidden = config.mlp_ratio * config.d_model
         self.c_fc = nn.Linear(config.d_model, hidden, bias=config.bias)
-        self.gelu = nn.GELU(approximate=ACTIVATIONS[config.activation])
         self.c_proj = nn.Linear(hidden, config.d_model, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.approximate, self.dropout = ACTIVATIONS[config.activation], config.dropout
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.hook_pre(self.c_fc(x))  # (B, T, mlp_ratio*C)
-        h = self.hook_post(self.gelu(h))
-        return self.dropout(self.c_proj(h))  # (B, T, C)
+        h = self.hook_post(F.gelu(h, approximate=self.approximate))
+        return F.dropout(self.c_proj(h), self.dropout, self.training)  # (B, T, C)
 
 
 class Block(nn.Module):
@@ -133,7 +133,7 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout  # on what attention writes into the residual stream
         self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.mlp = MLP(config)
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
@@ -141,7 +141,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, kv_cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:
         x = self.hook_resid_pre(x)  # (B, T, C)
-        attn_out = self.hook_attn_out(self.resid_dropout(self.attn(self.ln_1(x), kv_cache, layer)))
+        attn_out = F.dropout(self.attn(self.ln_1(x), kv_cache, layer), self.dropout, self.training)
+        attn_out = self.hook_attn_out(attn_out)
         x = self.hook_resid_mid(x + attn_out)
         mlp_out = self.hook_mlp_out(self.mlp(self.ln_2(x)))
         return self.hook_resid_post(x + mlp_out)
@@ -200,7 +201,6 @@ class GPT(nn.Module):
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embeddings
         self.wpe = nn.Embedding(config.block_size, config.d_model)  # learned position embeddings
-        self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_final = FinalLayerNorm(config.d_model, bias=config.bias)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -251,7 +251,7 @@ class GPT(nn.Module):
                              f"{self.config.block_size}: crop the input to its last {self.config.block_size} tokens")
         tok_emb = self.hook_embed(self.wte(idx))  # (B, T, C)
         pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T][None])  # (1, T, C)
-        x = self.drop(tok_emb + pos_emb)
+        x = F.dropout(tok_emb + pos_emb, self.config.dropout, self.training)
         for i, block in enumerate(self.blocks):
             x = block(x, kv_cache, i)
         logits = self.lm_head(self.ln_final(x))  # (B, T, vocab)
@@ -267,7 +267,6 @@ class GPT(nn.Module):
                 loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
         return logits, loss
 
-    @torch.no_grad()
     def generate(
         self,
         idx: torch.Tensor,
@@ -286,7 +285,8 @@ class GPT(nn.Module):
         tokens is encoded afresh at each step -- what a full-recompute sampler does, so
         both give the same tokens for the same seed. Generation stops early once every
         row has produced one of ``stop_tokens``; rows that stopped earlier repeat their
-        stop token. Call ``model.eval()`` first, or dropout stays on.
+        stop token. Call ``model.eval()`` first, or dropout stays on. Runs under
+        torch.inference_mode (no autograd bookkeeping per op); the result is an ordinary tensor.
         """
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens}: expected >= 0")
@@ -295,20 +295,21 @@ class GPT(nn.Module):
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
         block = self.config.block_size
         cache: Optional[KVCache] = None
-        for _ in range(max_new_tokens):
-            if cache is None or cache.length >= block:  # first step, or the window slid: encode it
-                cache = KVCache(self.config, idx.size(0), block)
-                logits, _ = self(idx[:, -block:], kv_cache=cache)
-            else:  # the cache holds everything but the newest token
-                logits, _ = self(idx[:, -1:], kv_cache=cache)
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)  # (B, 1)
-            if stop.numel():
-                next_id = torch.where(done[:, None], idx[:, -1:], next_id)  # finished rows repeat their stop token
-                done |= torch.isin(next_id[:, 0], stop)
-            idx = torch.cat((idx, next_id), dim=1)
-            if stop.numel() and bool(done.all()):
-                break
-        return idx
+        with torch.inference_mode():
+            for _ in range(max_new_tokens):
+                if cache is None or cache.length >= block:  # first step, or the window slid: encode it
+                    cache = KVCache(self.config, idx.size(0), block)
+                    logits, _ = self(idx[:, -block:], kv_cache=cache)
+                else:  # the cache holds everything but the newest token
+                    logits, _ = self(idx[:, -1:], kv_cache=cache)
+                next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)  # (B, 1)
+                if stop.numel():
+                    next_id = torch.where(done[:, None], idx[:, -1:], next_id)  # finished rows repeat their stop
+                    done |= torch.isin(next_id[:, 0], stop)
+                idx = torch.cat((idx, next_id), dim=1)
+                if stop.numel() and bool(done.all()):
+                    break
+        return idx.clone()  # outside inference mode: a tensor autograd may use later
 
     # -- the attention lab's entry points (TransformerLens's names; see gptdecoder/hooks.py) --
 
