@@ -220,6 +220,9 @@ def save_pretrained(model: GPT, directory: PathLike, eos_token_id: Optional[int]
 
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an export is an ordinary directory
     try:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config_to_hf(config, eos_token_id), indent=2) + "\n")

@@ -52,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
             if dist.is_initialized():
                 dist.destroy_process_group()
     if results and config.output.plots:  # results is empty on DDP ranks other than 0
-        write_figures(Path(config.output.dir), results)
+        paths = write_figures(Path(config.output.dir), results)
+        print("pictures: " + " ".join(p.name for p in paths))
     return 0
