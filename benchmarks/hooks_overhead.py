@@ -7,10 +7,10 @@
    vs a plain forward (fused SDPA). Target: <= 1.5x.
 
 Variants alternate within one process; each figure is the median over rounds of the
-ratio within a round. The idle-hook difference is small (tens of microseconds in a
-~30 ms step) against this machine's noise (a few % from one step to the next), so it
-alternates single steps, ~300 pairs of them, and also prints the quartiles of the
-per-pair ratios to show how well the median is pinned down.
+ratio within a round. The idle-hook difference is a small part of a training step,
+smaller than the step-to-step noise of a shared machine, so it alternates single steps
+(--pairs of them) and also prints the quartiles of the per-pair ratios to show how well
+the median is pinned down.
 Shape: nanoGPT's CPU baby (4 layers, 4 heads, d_model 128, context 64, batch 12, vocab 65).
 
     python benchmarks/hooks_overhead.py [--pairs 300] [--rounds 7] [--steps 20] [--threads N]

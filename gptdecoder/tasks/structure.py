@@ -28,10 +28,10 @@ class RecallTask(Task):
 
     With curriculum_pairs and curriculum_steps set, the training prompts of the first
     curriculum_steps optimizer steps have curriculum_pairs pairs, the later ones num_pairs.
-    With 4 pairs, a 2-pair phase forms the induction circuit in a few hundred steps and 4
-    pairs are then solved within ~150 more, where training on 4 pairs from the start stays
-    on the ~36% plateau for minutes (configs/tasks/recall_4pairs.yaml; mixing the pair
-    counts within each batch instead never left the plateau). The switch depends only on
+    With 4 pairs, a short 2-pair phase forms the induction circuit, after which 4 pairs are
+    learned quickly, where training on 4 pairs from the start stays on a plateau (the model
+    guesses among the values) for minutes (configs/tasks/recall_4pairs.yaml; mixing the
+    pair counts within each batch instead never left the plateau). The switch depends only on
     the step, so resumed and multi-process runs switch at the same point. Held-out and
     train-accuracy prompts always have num_pairs pairs.
     """
