@@ -1,6 +1,6 @@
 """Run the model benchmarks and write what they print into README.md.
 
-The README's "Measured" section is this script's output, never typed by hand: each
+The figures in the README's "Benchmarks" section are this script's output, never typed by hand: each
 benchmark measures its baseline in the same run and prints its own ratio, and this
 script only collects those lines (with the machine and torch version they came from)
 between the two marker comments in README.md.

@@ -2,7 +2,9 @@
 
 A config file has one mapping per section. Each section is a plain dataclass whose
 field types are the schema; the ``model`` section *is* the model's own
-``gptdecoder.model.GPTConfig`` (one set of defaults, one validation, here).
+``gptdecoder.model.GPTConfig`` (one set of defaults, one validation, here). Its defaults
+are GPT-2 small's (12 layers, 12 heads, d_model 768): a config for a small experiment
+says its sizes, as every file in configs/ does.
 
 * ``load_config(path, overrides)`` reads the file, applies ``--set section.key=value``
   overrides (values parsed as YAML), checks every key and type (a typo fails at once
@@ -52,7 +54,7 @@ class DataConfig:
     tokenizer: str = "char"  # char | gpt2 | bpe
     vocab_size: int = 1024  # tokenizer: bpe only -- size of the vocabulary to learn
     vocab_dir: str = "vocab"  # tokenizer: bpe only -- learned vocabularies live in vocab_dir/<name>/
-    # the encoded train.bin/val.bin; null: $GPTDECODER_CACHE, else ~/.cache/gptdecoder (never beside the text)
+    # the encoded train.bin/val.bin; null: default_cache_dir() (never beside the text)
     cache_dir: Optional[str] = None
 
 
@@ -169,7 +171,9 @@ def apply_override(raw: dict, item: str) -> None:
     parts = key.strip().split(".")
     node = raw
     for part in parts[:-1]:
-        child = node.setdefault(part, {})
+        if node.get(part) is None:  # absent, or an empty section in the file
+            node[part] = {}
+        child = node[part]
         if not isinstance(child, dict):
             raise UserError(f"--set {item!r}: {part!r} is not a section")
         node = child
@@ -188,6 +192,8 @@ def config_from_dict(raw: dict) -> Config:
             raise UserError(f"config section {name!r} must be a mapping, got {value!r}")
         sections[name] = build_section(SECTIONS[name], value, name)
     config = Config(**sections)
+    if config.task.name in TASKS:  # the task's params, type-checked (and 1e-3 made a float)
+        config = dataclasses.replace(config, task=checked_task(config.task))
     validate(config)
     return config
 
@@ -277,16 +283,23 @@ def validate_model(model: GPTConfig) -> None:
         raise UserError(f"model.activation={model.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
 
 
+def checked_task(task: TaskConfig) -> TaskConfig:
+    """The task section with each param checked against the task's fields and converted
+    to the field's type (an int for a float field becomes a float)."""
+    fields, hints = task_fields(task.name), typing.get_type_hints(TASKS[task.name])
+    params = {}
+    for key, value in task.params.items():
+        if key not in fields:
+            raise UserError(f"unknown config key task.params.{key} for task {task.name!r}{did_you_mean(key, fields)}")
+        params[key] = check_type(value, hints[key], f"task.params.{key}")
+    return TaskConfig(task.name, params)
+
+
 def validate_task(config: Config) -> None:
     """The task exists, its params fit it, and model.block_size (if set) holds its sequences."""
     name = config.task.name
     if name not in TASKS:
         raise UserError(f"unknown task task.name={name!r}{did_you_mean(name, list(TASKS) + ['text'])}")
-    fields, hints = task_fields(name), typing.get_type_hints(TASKS[name])
-    for key, value in config.task.params.items():
-        if key not in fields:
-            raise UserError(f"unknown config key task.params.{key} for task {name!r}{did_you_mean(key, fields)}")
-        check_type(value, hints[key], f"task.params.{key}")
     resolve_task(config)  # builds the task (its own checks) and checks the model's sizes against it
 
 
@@ -319,7 +332,7 @@ def resolve(config: Config, vocab_size: int, min_block_size: int, default_block_
                         "raise it or leave it out")
     if model.block_size is not None and model.block_size < min_block_size:
         raise UserError(f"model.block_size={model.block_size} is too short for {what}: its sequences need "
-                        f"block_size >= {min_block_size}; raise it or leave it out")
+                        f"block_size >= {min_block_size} (the longest sequence minus one); raise it or leave it out")
     model = dataclasses.replace(model, vocab_size=model.vocab_size or vocab_size,
                                 block_size=model.block_size or default_block_size)
     return dataclasses.replace(config, model=model)
@@ -329,7 +342,7 @@ def resolve_task(config: Config) -> Config:
     """``resolve`` for a task config: the vocabulary and sequence lengths of its task."""
     task = get_task(config.task.name, **config.task.params)
     needed, default = task.context_sizes(config.eval.longer_by)
-    return resolve(config, task.vocab_size, needed, default, f"task {task.name!r} (task.seq_len {task.seq_len} - 1)")
+    return resolve(config, task.vocab_size, needed, default, f"task {task.name!r}")
 
 
 def default_cache_dir() -> Path:

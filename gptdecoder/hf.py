@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Optional, Union
 
@@ -219,10 +219,8 @@ def save_pretrained(model: GPT, directory: PathLike, eos_token_id: Optional[int]
         tensors[_hf_name(name)] = tensor.detach().to("cpu", torch.float32).contiguous()
 
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an export is an ordinary directory
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()  # an ordinary directory (the umask's permissions), unlike mkdtemp's private one
     try:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config_to_hf(config, eos_token_id), indent=2) + "\n")

@@ -73,10 +73,15 @@ class HookPoint(nn.Module):
         return x
 
     def register_forward_hook(self, hook, *args, **kwargs):
-        """nn.Module's, and remember that this point is watched (it stays so: the handle
-        can be removed without telling us, and watching too long only costs speed)."""
+        """nn.Module's, and remember that this point is watched. It stays watched after
+        the handle is removed (the handle does not tell us): that only costs speed."""
         self.torch_hooked = True
         return super().register_forward_hook(hook, *args, **kwargs)
+
+    def register_forward_pre_hook(self, hook, *args, **kwargs):
+        """nn.Module's, likewise remembered (global module hooks are not seen)."""
+        self.torch_hooked = True
+        return super().register_forward_pre_hook(hook, *args, **kwargs)
 
     def is_watched(self) -> bool:
         """True when a hook would see this point's tensor."""
@@ -121,7 +126,7 @@ def resolve_names(hook_dict: dict[str, HookPoint], names_filter: NamesFilter) ->
 
 
 @contextlib.contextmanager
-def hooks(hook_dict: dict[str, HookPoint], fwd_hooks: Iterable[tuple[str, HookFn]]) -> Iterator[None]:
+def attach_hooks(hook_dict: dict[str, HookPoint], fwd_hooks: Iterable[tuple[str, HookFn]]) -> Iterator[None]:
     """Attach ``(name, fn)`` hooks for the duration of a with-block; always detached after.
 
     ``name`` may also be a callable ``name -> bool`` selecting several hook points.
@@ -156,6 +161,6 @@ def run_with_cache(model: nn.Module, *args, names_filter: NamesFilter = None, **
         cache[hook.name] = tensor.detach()
 
     names = resolve_names(model.hook_dict, names_filter)
-    with hooks(model.hook_dict, [(name, save) for name in names]):
+    with attach_hooks(model.hook_dict, [(name, save) for name in names]):
         output = model(*args, **kwargs)
     return output, cache

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gptdecoder import hooks
-from gptdecoder.hooks import HookPoint
+from gptdecoder.hooks import HookFn, HookPoint, NamesFilter, attach_hooks, name_hook_points, run_with_cache
 
 # config name -> F.gelu's `approximate` argument
 ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
@@ -28,9 +27,10 @@ ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
 
 @dataclass
 class GPTConfig:
-    """The network's shape. The defaults are GPT-2 small (124M) except the two sizes
-    that come from the data: a config file leaves them out and gptdecoder.config
-    fills them in from the task or the tokenizer."""
+    """The network's shape. The defaults are GPT-2 small (124M) except the two sizes that
+    come from the data: a config file leaves them out and gptdecoder.config fills them in
+    from the task or the tokenizer. By hand, GPT-2 small is
+    ``GPTConfig(vocab_size=50257, block_size=1024)``."""
 
     vocab_size: Optional[int] = None  # token ids 0 .. vocab_size-1 (GPT-2: 50257)
     block_size: Optional[int] = None  # longest sequence the model can see (GPT-2: 1024)
@@ -106,7 +106,7 @@ class CausalSelfAttention(nn.Module):
                 z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
         z = self.hook_z(z.transpose(1, 2))  # (B, T, nh, hs)
-        return self.c_proj(z.reshape(B, T, C))  # (B, T, C)
+        return F.dropout(self.c_proj(z.reshape(B, T, C)), self.dropout, self.training)  # (B, T, C)
 
 
 class MLP(nn.Module):
@@ -133,7 +133,6 @@ class Block(nn.Module):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.attn = CausalSelfAttention(config)
-        self.dropout = config.dropout  # on what attention writes into the residual stream
         self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
         self.mlp = MLP(config)
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
@@ -141,8 +140,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, kv_cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:
         x = self.hook_resid_pre(x)  # (B, T, C)
-        attn_out = F.dropout(self.attn(self.ln_1(x), kv_cache, layer), self.dropout, self.training)
-        attn_out = self.hook_attn_out(attn_out)
+        attn_out = self.hook_attn_out(self.attn(self.ln_1(x), kv_cache, layer))
         x = self.hook_resid_mid(x + attn_out)
         mlp_out = self.hook_mlp_out(self.mlp(self.ln_2(x)))
         return self.hook_resid_post(x + mlp_out)
@@ -207,7 +205,7 @@ class GPT(nn.Module):
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
         self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
-        self.hook_dict = hooks.name_hook_points(self)  # {"blocks.0.attn.hook_pattern": HookPoint, ...}
+        self.hook_dict = name_hook_points(self)  # {"blocks.0.attn.hook_pattern": HookPoint, ...}
 
         # GPT-2 initialisation: N(0, 0.02) everywhere; the projections that write into
         # the residual stream are scaled by 1/sqrt(2 * n_layer) so that its variance does
@@ -313,18 +311,18 @@ class GPT(nn.Module):
 
     # -- the attention lab's entry points (TransformerLens's names; see gptdecoder/hooks.py) --
 
-    def hooks(self, fwd_hooks: Iterable[tuple[str, hooks.HookFn]]):
+    def hooks(self, fwd_hooks: Iterable[tuple[str, HookFn]]):
         """``with model.hooks(fwd_hooks=[(name, fn)]):`` -- the hooks are removed on exit, always."""
-        return hooks.hooks(self.hook_dict, fwd_hooks)
+        return attach_hooks(self.hook_dict, fwd_hooks)
 
     def run_with_hooks(self, idx: torch.Tensor, fwd_hooks=(), **kwargs) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``model(idx, **kwargs)`` with ``fwd_hooks=[(name, fn)]`` attached for this one call."""
         with self.hooks(fwd_hooks):
             return self(idx, **kwargs)
 
-    def run_with_cache(self, idx: torch.Tensor, names_filter: hooks.NamesFilter = None, **kwargs):
+    def run_with_cache(self, idx: torch.Tensor, names_filter: NamesFilter = None, **kwargs):
         """(logits, cache): the activations at the hook points ``names_filter`` selects, detached."""
-        (logits, _), cache = hooks.run_with_cache(self, idx, names_filter=names_filter, **kwargs)
+        (logits, _), cache = run_with_cache(self, idx, names_filter=names_filter, **kwargs)
         return logits, cache
 
 
@@ -332,7 +330,7 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
     """ValueError unless idx is (B, T) with T >= 1 and every id in [0, vocab_size)."""
     if idx.dim() != 2 or idx.size(1) == 0:
         raise ValueError(f"idx has shape {tuple(idx.shape)}: expected (batch, T) with T >= 1")
-    lo, hi = int(idx.min()), int(idx.max())
+    lo, hi = torch.stack(torch.aminmax(idx)).tolist()  # one reduction, one read back
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"token ids must be in [0, {vocab_size}) (model.vocab_size); got min {lo}, max {hi}")
 

@@ -68,10 +68,6 @@ class Run:
     task: Optional[Task]  # None for a text run
     run_dir: Path
 
-    @property
-    def is_text(self) -> bool:
-        return self.task is None
-
 
 def load_run(run_dir: Union[str, Path], device: str = "cpu") -> Run:
     """Load ``run_dir/ckpt.pt``; UserError if the directory or checkpoint is missing or unreadable."""
@@ -96,11 +92,3 @@ def read_metrics(run_dir: Union[str, Path]) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def read_results(run_dir: Union[str, Path]) -> dict:
-    """``results.json`` of a finished run; UserError when the run has not finished."""
-    path = Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise UserError(f"{str(path)!r} does not exist: the run has not finished")
-    return json.loads(path.read_text())

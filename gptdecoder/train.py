@@ -242,7 +242,6 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, config: Config, append: bool) -> None:
         self.file = open(run_dir / "metrics.jsonl", "a" if append else "w")
-        self.records: list[dict] = []
         self.tb = self.wandb = None
         if config.output.tensorboard:
             try:
@@ -265,7 +264,6 @@ class MetricsLog:
                 print(f"note: W&B logging skipped ({type(e).__name__}: {e})")
 
     def __call__(self, record: dict) -> None:
-        self.records.append(record)
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         step = record["iter"]
@@ -327,7 +325,10 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
         if resume_state["model_config"] != dataclasses.asdict(config.model):
             raise UserError(f"cannot resume {str(run_dir)!r}: its model or data differs from this config")
     if dist_info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot use {str(run_dir)!r} as the run directory: {e.strerror or e}") from None
         save_config(config, run_dir / "config.yaml")
         data.save(run_dir)
 

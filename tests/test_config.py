@@ -107,3 +107,15 @@ def test_missing_and_malformed_files(tmp_path):
 def test_round_trip_through_a_dict():
     config = load_config(ROOT / "config.yaml")
     assert config_from_dict(config.to_dict()) == config
+
+
+def test_task_params_are_converted_to_their_types(tmp_path):
+    config = load_config(ROOT / "config.yaml", ["task.params.repeat_boost=1e-1"])
+    assert config.task.params["repeat_boost"] == 0.1  # YAML 1.1 reads 1e-1 as a string
+    config = load_config(ROOT / "config.yaml", ["task.params.repeat_boost=5"])
+    assert isinstance(config.task.params["repeat_boost"], float)
+
+
+def test_set_fills_an_empty_section(tmp_path):
+    config = load_config(write(tmp_path, "model: {n_layer: 1, n_head: 1, d_model: 8}\ntask:\n"), ["task.name=reverse"])
+    assert config.task.name == "reverse"

@@ -5,7 +5,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from gptdecoder.lab.figures import bench_figure, is_text_records, save_figure, training_figures
+from gptdecoder.commands.files import save_figure
+from gptdecoder.lab.figures import bench_figure, is_text_records, training_figures
 from gptdecoder.model import GPT, GPTConfig
 from gptdecoder.tasks import get_task
 

@@ -177,3 +177,14 @@ def test_torch_register_forward_hook_fires_on_every_hook_point():
     assert torch.equal(seen["blocks.0.hook_attn_out"], model.blocks[0].attn.c_proj.bias.expand(2, 5, -1))
     for handle in handles + [replace]:
         handle.remove()
+
+
+def test_torch_pre_hooks_on_the_pattern_fire_too():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=1, n_head=NH, d_model=NH * 4)).eval()
+    seen = []
+    point = model.hook_dict["blocks.0.attn.hook_pattern"]
+    handle = point.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].shape))
+    model(torch.randint(0, V, (2, 5)))
+    handle.remove()
+    assert seen == [torch.Size([2, NH, 5, 5])]

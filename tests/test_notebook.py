@@ -20,7 +20,7 @@ def test_committed_notebook_has_outputs_and_no_errors():
 
 
 def test_notebook_executes_headlessly():
-    """Every cell runs (about 12 s; about 20 s on a fresh clone, where it trains the default first)."""
+    """Every cell runs (on a fresh clone it trains the default config first)."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -242,3 +242,10 @@ def test_uniform_model_scores_log_vocab():
     score = evaluate_split(model, np.arange(20, dtype=np.uint16) % 7, n_bytes=19, block_size=4)
     assert score.loss == pytest.approx(math.log(7), rel=1e-5)
     assert score.bits_per_byte == pytest.approx(math.log2(7), rel=1e-5)
+
+
+def test_an_unwritable_cache_is_one_clear_error(corpus, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory would go")
+    with pytest.raises(UserError, match="data.cache_dir"):
+        prepare_corpus(DataConfig(path=str(corpus), cache_dir=str(blocker)), log=lambda s: None)

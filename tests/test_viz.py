@@ -11,6 +11,8 @@ import pytest
 import torch
 from lab_runs import write_untrained_run
 
+from gptdecoder.atomic import write_atomic
+from gptdecoder.commands.files import save_figure
 from gptdecoder.lab import figures, views
 from gptdecoder.lab.capture import as_layer_head_array, capture_attention, token_labels
 from gptdecoder.model import GPT, GPTConfig
@@ -38,7 +40,7 @@ def test_heatmaps_are_written(example, tmp_path):
         "heads.png": figures.plot_head_scores([[0.5, 1.0], [0.0, 0.9]], "accuracy", "acc", baseline=1.0),
     }
     for name, fig in drawn.items():
-        path = figures.save_figure(fig, tmp_path / name)
+        path = save_figure(fig, tmp_path / name)
         assert path.stat().st_size > 1000
     assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (tmp_path / "token.svg").read_bytes()[:1000]
@@ -60,7 +62,7 @@ def test_bertviz_views(example, tmp_path):
     attention = views.bertviz_attention(patterns)
     assert len(attention) == 2 and attention[0].shape == (1, 2, 7, 7)
     for view in ("head", "model"):
-        path = views.write_bertviz_html(tmp_path / f"{view}.html", patterns, tokens, view=view)
+        path = write_atomic(tmp_path / f"{view}.html", views.bertviz_page(patterns, tokens, view=view))
         assert "<html>" in path.read_text()[:200]
 
 
@@ -68,7 +70,7 @@ def test_offline_viewer_is_self_contained_and_embeds_raw_values(example, tmp_pat
     patterns, tokens, _ = example
     leaky = [p.clone() for p in patterns]
     leaky[1][0, 1, 0, 6] = 3e-9  # a tiny leak above the diagonal must survive into the file
-    page = views.write_attention_viewer(tmp_path / "viewer.html", leaky, tokens, boundary=4).read_text()
+    page = views.attention_viewer_html(leaky, tokens, boundary=4)
     assert page == views.attention_viewer_html(leaky, tokens, boundary=4)
     assert not re.search(r"<(script|link)[^>]+(src|href)\s*=\s*[\"']?(https?:)?//", page, re.I)
     assert "http://" not in page and "https://" not in page

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # matplotlib is imported only when the command runs: cli.py imports every command
     # module to build its parser, and the other commands should not pay for it
-    from gptdecoder.lab.figures import plot_head_scores, save_figure
+    from gptdecoder.commands.files import save_figure
+    from gptdecoder.lab.figures import plot_head_scores
 
     if args.examples < 1:
         raise UserError(f"--examples {args.examples}: expected at least 1")

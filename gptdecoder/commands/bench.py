@@ -14,7 +14,6 @@ from pathlib import Path
 
 from gptdecoder.config import build_section, load_config, read_yaml_mapping
 from gptdecoder.errors import UserError
-from gptdecoder.lab.figures import bench_figure, save_figure
 from gptdecoder.train import train_from_config
 
 
@@ -49,8 +48,9 @@ def run_grid(bench: BenchConfig, extra_overrides: list[str] = ()) -> list[dict]:
             for seed in bench.seeds:
                 overrides = [f"model.{k}={v}" for k, v in model_keys.items()]
                 overrides += [f"train.seed={seed}", "output.plots=false", *bench.set, *extra_overrides]
-                overrides.append(f"output.dir={Path(bench.out) / f'{Path(task_path).stem}-{model_name}-s{seed}'}")
                 config = load_config(task_path, overrides)
+                run_dir = str(Path(bench.out) / f"{Path(task_path).stem}-{model_name}-s{seed}")
+                config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=run_dir))
                 cells.append((Path(task_path).stem, model_name, seed, config))
     rows = []
     for i, (task_name, model_name, seed, config) in enumerate(cells, 1):
@@ -80,6 +80,9 @@ def write_results(rows: list[dict], out: Path) -> None:
             f"| {statistics.mean(r['train_seconds'] for r in group):.1f} | {statistics.mean(r['iters'] for r in group):.0f} |"
         )
     (out / "results.md").write_text("\n".join(lines) + "\n")
+    from gptdecoder.commands.files import save_figure  # matplotlib: only when a figure is drawn
+    from gptdecoder.lab.figures import bench_figure
+
     save_figure(bench_figure(rows), out / "results.png")
 
 

@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from gptdecoder.atomic import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import encode_examples, head_ablation_scores
 from gptdecoder.lab.capture import example_views, most_varied
+from gptdecoder.lab.views import attention_viewer_html, bertviz_page
 from gptdecoder.runs import load_run
 
 FORMATS = ("png", "svg")
@@ -33,11 +35,10 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
     """
     # matplotlib is imported only when pictures are drawn: cli.py imports every command
     # module to build its parser, and the other commands should not pay for it
+    from gptdecoder.commands.files import save_figure
     from gptdecoder.lab.figures import (
         plot_answer_distributions, plot_attention_grid, plot_head_average, plot_head_scores, plot_token_attention,
-        save_figure,
     )
-    from gptdecoder.lab.views import write_attention_viewer, write_bertviz_html
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
@@ -72,9 +73,10 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
     paths = [save_figure(fig, out / f"{name}.{fmt}") for name, fig in pictures.items()]
     if html_views:
         title = f"{task.name}: {task.format(prompt)} -> {task.format(answer)}"
-        paths.append(write_attention_viewer(out / "attention_viewer.html", patterns, tokens, title, boundary))
+        viewer = attention_viewer_html(patterns, tokens, title, boundary)
+        paths.append(write_atomic(out / "attention_viewer.html", viewer))
         for view in ("head", "model"):
-            paths.append(write_bertviz_html(out / f"bertviz_{view}_view.html", patterns, tokens, view))
+            paths.append(write_atomic(out / f"bertviz_{view}_view.html", bertviz_page(patterns, tokens, view)))
     return paths
 
 

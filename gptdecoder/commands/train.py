@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 from gptdecoder.config import load_config
-from gptdecoder.lab.figures import save_figure, training_figures
 from gptdecoder.runs import load_run, read_metrics
 from gptdecoder.train import train_from_config
 
@@ -28,11 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_figures(run_dir: Path, results: dict) -> list[Path]:
     """The run's PNGs, drawn from its checkpoint and metrics.jsonl."""
+    from gptdecoder.commands.files import save_figure  # matplotlib: only when pictures are drawn
+    from gptdecoder.lab.figures import training_figures
+
     run = load_run(run_dir)
     records = read_metrics(run_dir)
     example = None
     if run.task is not None:  # a prompt with many distinct symbols says more than 0 0 0 0 1
-        example = max(run.task.test_examples(50), key=lambda e: len(set(e[0])))
+        held_out = run.task.test_examples(run.config.eval.examples)[:50]
+        example = max(held_out, key=lambda e: len(set(e[0])))
     else:  # the final score over the whole validation split, as one more point
         records.append({"iter": results["iters"], "whole_val_loss": results["val_loss"]})
     figures = training_figures(records, run.model, run.task, example)

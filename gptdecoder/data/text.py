@@ -172,14 +172,17 @@ def prepare_corpus(cfg: DataConfig, log: Callable[[str], None] = print) -> TextC
         split = int(len(text) * TRAIN_FRACTION)
         train_ids = np.array(tokenizer.encode(text[:split]), dtype=np.uint16)
         val_ids = np.array(tokenizer.encode(text[split:]), dtype=np.uint16)
-        cache.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache / "train.bin", train_ids.tobytes())
-        write_atomic(cache / "val.bin", val_ids.tobytes())
         meta = dict(key, kind=tokenizer.kind, n_vocab=tokenizer.n_vocab, train_tokens=len(train_ids),
                     val_tokens=len(val_ids), val_bytes=len(tokenizer.decode_bytes(val_ids[1:].tolist())))
         if isinstance(tokenizer, CharTokenizer):
             meta["chars"] = tokenizer.chars  # the vocabulary, saved beside the data
-        write_atomic(meta_path, (json.dumps(meta, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+        try:
+            write_atomic(cache / "train.bin", train_ids.tobytes())
+            write_atomic(cache / "val.bin", val_ids.tobytes())
+            write_atomic(meta_path, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
+        except OSError as e:
+            raise UserError(f"cannot write the encoded corpus to {cache}: {e.strerror or e}; set data.cache_dir "
+                            "(or $GPTDECODER_CACHE) to a writable directory") from None
 
     def load(name: str) -> np.ndarray:
         if (cache / name).stat().st_size == 0:

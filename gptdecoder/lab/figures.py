@@ -1,7 +1,7 @@
 """Every matplotlib figure of the project: attention heatmaps, training curves, the bench.
 
 Each function takes tensors, arrays or metric records and returns a
-``matplotlib.figure.Figure``; ``save_figure`` writes one. Figures are built with the
+``matplotlib.figure.Figure`` (the commands save them). Figures are built with the
 object API (``Figure()``, never pyplot), so no display or GUI backend is involved:
 everything works on a headless machine, a notebook's own backend is left alone, and
 there is no global figure list to close.
@@ -19,18 +19,15 @@ bench       bench_figure
 """
 from __future__ import annotations
 
-import io
 import math
 import statistics
-from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from gptdecoder.atomic import write_atomic
 from gptdecoder.lab.capture import Patterns, as_layer_head_array, example_views
 from gptdecoder.model import GPT
 from gptdecoder.tasks import Example, Task
@@ -254,18 +251,6 @@ def plot_head_scores(
     ax.set_title(title + (f"\n(no ablation: {baseline:.2f})" if baseline is not None else ""), fontsize=11)
     fig.colorbar(image, ax=ax, label=label)
     return fig
-
-
-def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 110) -> Path:
-    """Write a figure; the format follows the suffix (.png, .svg, .pdf; none means PNG).
-
-    The image is rendered in memory and written with ``write_atomic``, so a reader (a
-    browser, a README build) never sees a half-written picture.
-    """
-    path = Path(path)
-    image = io.BytesIO()
-    fig.savefig(image, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
-    return write_atomic(path, image.getvalue())
 
 
 # -- training curves ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Interactive attention views as HTML: bertviz adapters and an offline viewer.
 
-The functions return strings (HTML) or bertviz's input format; the ``write_*``
-helpers write a page to a file atomically. Like the figures, every view shows the raw
+The functions return strings (HTML) or bertviz's input format; the commands write
+them to files. Like the figures, every view shows the raw
 pattern values, upper triangle included.
 
 * ``bertviz_attention`` -- our patterns in bertviz's format (a tuple with one
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
 
-from gptdecoder.atomic import write_atomic
 from gptdecoder.lab.capture import Patterns, as_layer_head_array
 
 # -- bertviz ---------------------------------------------------------------------------------
@@ -52,13 +50,6 @@ def bertviz_page(patterns: Patterns, tokens: Sequence[str], view: str = "head", 
     body = bertviz_html(patterns, tokens, view, batch_index)
     return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>bertviz {view} view</title></head>"
             f"<body>\n{body}\n</body></html>\n")
-
-
-def write_bertviz_html(
-    path: Union[str, Path], patterns: Patterns, tokens: Sequence[str], view: str = "head", batch_index: int = 0
-) -> Path:
-    """Write ``bertviz_page`` to a file; open it in a browser (with network access)."""
-    return write_atomic(path, bertviz_page(patterns, tokens, view, batch_index))
 
 
 # -- our offline viewer ----------------------------------------------------------------------
@@ -153,15 +144,3 @@ def attention_viewer_html(
     return (_VIEWER_TEMPLATE.replace("__TITLE__", html.escape(title))
             .replace("__BOUNDARY_NOTE__", note)
             .replace("__DATA__", payload))
-
-
-def write_attention_viewer(
-    path: Union[str, Path],
-    patterns: Patterns,
-    tokens: Sequence[str],
-    title: str = "Attention viewer",
-    boundary: Optional[int] = None,
-    batch_index: int = 0,
-) -> Path:
-    """Write ``attention_viewer_html`` to a file; it opens offline in any browser."""
-    return write_atomic(path, attention_viewer_html(patterns, tokens, title, boundary, batch_index))
