@@ -47,12 +47,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from gptdecoder import runtime
-from gptdecoder.config import Config, load_config, resolve
-from gptdecoder.data.text import TextData, ensure_text, prepare_corpus
+from gptdecoder.config import Config, load_config
+from gptdecoder.data.text import ensure_text, prepare_corpus
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPT
-from gptdecoder.train import Trainer, seed_process
+from gptdecoder.train import Trainer, build_trainer
 from baselines import BaselineError, nanogpt_readme_note, prepare_nanogpt, run, run_nanogpt
 from timing import paired_ratio
 
@@ -185,13 +183,7 @@ def median_or_none(values: list) -> Optional[float]:
 
 def text_trainer(config: Config) -> Trainer:
     """The Trainer that train_from_config builds for a text config, without a run directory."""
-    device = runtime.resolve_device(config.train.device)
-    precision = runtime.resolve_precision(config.train.precision, device)
-    data = TextData(config, config.train.batch_size, device=device, precision=precision, log=lambda s: None)
-    config = resolve(config, data.vocab_size, data.min_block_size, data.block_size, data.describe())
-    seed_process(config.train)
-    model = GPT(config.model).to(device)
-    return Trainer(model, config.train, data, device=device, precision=precision)
+    return build_trainer(config, say=lambda s: None)[1]
 
 
 def train_timed(config: Config, target: float, eval_every: int, budget: Optional[float]) -> dict:

@@ -305,19 +305,30 @@ def checkpoint_state(trainer: Trainer, config: Config) -> dict:
     return {**trainer.state_dict(), "model_config": dataclasses.asdict(config.model), "config": config.to_dict()}
 
 
+def build_trainer(config: Config, dist_info: Optional[DistInfo] = None,
+                  say: Callable[[str], None] = print) -> tuple[Config, Trainer]:
+    """What a run trains with, built and checked, nothing written: this process's data
+    source, the config resolved against it, the seeded model and its Trainer."""
+    dist_info = dist_info or DistInfo()
+    device = process_device(runtime.resolve_device(config.train.device), dist_info)
+    precision = runtime.resolve_precision(config.train.precision, device)
+    data = open_data(config, per_process_batch(config.train, dist_info), dist_info.rank, device, precision, say)
+    config = resolve(config, data.vocab_size, data.min_block_size, data.block_size, data.describe())
+    seed_process(config.train)  # the same seed gives the same weights
+    model = GPT(config.model).to(device)
+    return config, Trainer(model, config.train, data, None, device, precision, dist_info)
+
+
 def train_from_config(config: Config, resume: bool = False, progress: bool = True, verbose: bool = True) -> dict:
     """Train the run described by ``config`` into ``config.output.dir``; returns results.json's dict.
 
     Everything that can fail on bad input (data, model shape, resume checkpoint) is
     checked before the run directory is touched.
     """
-    device = runtime.resolve_device(config.train.device)
-    precision = runtime.resolve_precision(config.train.precision, device)
-    dist_info = init_distributed(device)
-    device = process_device(device, dist_info)
+    dist_info = init_distributed(runtime.resolve_device(config.train.device))
     say = print if (verbose and dist_info.is_main) else (lambda *a, **k: None)
-    data = open_data(config, per_process_batch(config.train, dist_info), dist_info.rank, device, precision, say)
-    config = resolve(config, data.vocab_size, data.min_block_size, data.block_size, data.describe())
+    config, trainer = build_trainer(config, dist_info, say)
+    model, data, device, precision = trainer.model, trainer.data, trainer.device, trainer.precision
     run_dir = Path(config.output.dir)
     resume_state = None
     if resume:
@@ -331,11 +342,7 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
             raise UserError(f"cannot use {str(run_dir)!r} as the run directory: {e.strerror or e}") from None
         save_config(config, run_dir / "config.yaml")
         data.save(run_dir)
-
-    seed_process(config.train)
-    model = GPT(config.model).to(device)
-    log = MetricsLog(run_dir, config, append=resume) if dist_info.is_main else None
-    trainer = Trainer(model, config.train, data, log, device, precision, dist_info)
+        trainer.log = log = MetricsLog(run_dir, config, append=resume)
     if resume_state is not None:
         trainer.load_state_dict(resume_state)
         say(f"resuming {run_dir} at iter {trainer.step}")
