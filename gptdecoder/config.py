@@ -7,8 +7,9 @@ are GPT-2 small's (12 layers, 12 heads, d_model 768): a config for a small exper
 says its sizes, as every file in configs/ does.
 
 * ``load_config(path, overrides)`` reads the file, applies ``--set section.key=value``
-  overrides (values parsed as YAML), checks every key and type (a typo fails at once
-  with "did you mean"), then the checks that need several keys or the task.
+  overrides (values parsed as YAML), checks every key (a typo fails at once with "did
+  you mean") and its type (pydantic, strict), then the checks that need several keys
+  or the task.
 * ``resolve(config, ...)`` / ``resolve_task(config)`` return a *new* Config whose
   model has ``vocab_size`` and ``block_size`` filled in from the data: the config the
   user wrote is never mutated.
@@ -19,6 +20,7 @@ the override syntax and the error messages pick it up from there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import typing
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import yaml
+from pydantic import TypeAdapter, ValidationError
 
 from gptdecoder import runtime
 from gptdecoder.atomic import write_atomic
@@ -210,21 +213,20 @@ def build_section(cls: type, raw: dict, prefix: str) -> Any:
 
 
 def check_type(value: Any, expected: Any, key: str) -> Any:
-    """``value`` if it fits the type hint (an int is accepted for a float), else UserError."""
-    origin, args = typing.get_origin(expected), typing.get_args(expected)
-    if origin is Union:  # Optional[X] is Union[X, None]
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return check_type(value, inner, key)
-    base = origin or expected
-    if base is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if base is float and isinstance(value, str) and SCIENTIFIC.fullmatch(value):
-        return float(value)  # PyYAML reads 1e-3 (no dot) as a string, following YAML 1.1: accept it
-    if not isinstance(value, base) or (isinstance(value, bool) and base is not bool):
-        raise UserError(f"{key}={value!r}: expected {type_name(expected)}, got {type(value).__name__}")
-    return value
+    """``value`` checked against the type hint by pydantic in strict mode -- exact types,
+    except that an int is accepted (and converted) for a float -- else UserError."""
+    if isinstance(value, str) and SCIENTIFIC.fullmatch(value) and float in (expected, *typing.get_args(expected)):
+        value = float(value)  # PyYAML reads 1e-3 (no dot) as a string, following YAML 1.1: accept it
+    try:
+        return type_adapter(expected).validate_python(value, strict=True)
+    except ValidationError:
+        raise UserError(f"{key}={value!r}: expected {type_name(expected)}, got {type(value).__name__}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def type_adapter(hint: Any) -> TypeAdapter:
+    """pydantic's validator for one type hint (built once per hint)."""
+    return TypeAdapter(hint)
 
 
 def type_name(hint: Any) -> str:
