@@ -111,3 +111,29 @@ def test_text_run_gives_the_same_greedy_text_in_transformers(tmp_path, tokenizer
     if tokenizer == "bpe":
         assert (out / "vocab.json").is_file() and (out / "merges.txt").is_file()
         assert hf_tokenizer.eos_token == "<|endoftext|>"
+
+
+def test_task_export_encodes_any_text_with_an_unknown_token(reverse_run, tmp_path):
+    out = tmp_path / "hf"
+    export.export_run(reverse_run, out)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    unk = tokenizer.unk_token_id
+    assert tokenizer.unk_token == "<unk>" and unk == 6  # one past the model's 6 symbols
+    assert tokenizer("3 9 x =")["input_ids"] == [3, unk, unk, 5]
+    model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    assert model.config.vocab_size == 7
+    with torch.no_grad():  # the unknown id runs through the model like any other
+        assert model(torch.tensor([[3, unk, 5]])).logits.shape == (1, 3, 7)
+    assert hf_greedy(out, [unk, 1, 2, 0, 5], 4).count(unk) == 0  # suppressed in generation
+
+
+def test_char_export_encodes_characters_the_corpus_never_had(tmp_path):
+    from tests.test_generate_cli import train_text_run
+
+    run_dir = train_text_run(tmp_path, "char", iters=2)
+    out = tmp_path / "hf"
+    export.export_run(run_dir, out)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    ids = tokenizer("ROMEO: Z✓")["input_ids"]
+    assert ids[-2:] == [tokenizer.unk_token_id] * 2  # 'Z' and '✓' are not in the play
+    assert tokenizer.decode(ids[:-2]) == "ROMEO: "

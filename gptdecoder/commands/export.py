@@ -15,25 +15,33 @@ give back the same tokens and the same greedy text as ``python -m gptdecoder gen
 * task runs: the same WordLevel model over the task's symbols, split on whitespace
   ("2 1 0" -> three tokens) and decoded with spaces.
 
+Char and task exports carry an unknown token, ``<unk>``, one id past the model's
+vocabulary, so any text encodes (see ``with_unknown_token``).
+
 ``--push REPO`` uploads the directory with huggingface_hub; it needs a token in
 HF_TOKEN (never asked for, never required otherwise).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from gptdecoder import hf
 from gptdecoder.data.tokenizers import TOKENIZER_DIR, BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from gptdecoder.errors import UserError
+from gptdecoder.model import GPT
 from gptdecoder.runs import load_run
 
 TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 ENDOFTEXT = "<|endoftext|>"
+UNK = "<unk>"  # the unknown token of task and char exports
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,15 +61,36 @@ def export_run(run_dir: Path, out: Path) -> Path:
     tokenizer: Optional[Tokenizer] = None
     if run.task is None:
         tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
-    eos = tokenizer.eot_token if tokenizer is not None else None
-    hf.save_pretrained(run.model, out, eos_token_id=eos)  # replaces out atomically, so tokenizer files go after
-    if isinstance(tokenizer, BPETokenizer):
+    if isinstance(tokenizer, BPETokenizer):  # byte-level: every text has a spelling, no unknown token needed
+        hf.save_pretrained(run.model, out, eos_token_id=tokenizer.eot_token)  # replaces out: tokenizer files after
         write_gpt2_tokenizer(tokenizer, out, block_size)
-    elif isinstance(tokenizer, CharTokenizer):
-        write_word_level_tokenizer(dict(tokenizer.stoi), out, block_size, split=r"[\s\S]", glue="")
+        return out
+    vocab = dict(tokenizer.stoi) if isinstance(tokenizer, CharTokenizer) else {s: i for i, s in enumerate(run.task.symbols)}
+    hf.save_pretrained(with_unknown_token(run.model), out)
+    unk = vocab[UNK] = run.model.config.vocab_size
+    write_json(out / "generation_config.json", {"suppress_tokens": [unk]})  # never generate <unk>
+    if isinstance(tokenizer, CharTokenizer):
+        write_word_level_tokenizer(vocab, out, block_size, split=r"[\s\S]", glue="")
     else:
-        write_word_level_tokenizer({s: i for i, s in enumerate(run.task.symbols)}, out, block_size, split=None, glue=" ")
+        write_word_level_tokenizer(vocab, out, block_size, split=None, glue=" ")
     return out
+
+
+def with_unknown_token(model: GPT) -> GPT:
+    """A copy of ``model`` with one more token id, UNK, at the end of the vocabulary.
+
+    A word-level tokenizer needs an id for text its vocabulary cannot spell (another
+    tool's prompt, a character the corpus never had). Its embedding row is zero, and
+    generation_config.json suppresses it, so the known tokens' logits -- and so every
+    generated text -- are the same as the original model's.
+    """
+    config = dataclasses.replace(model.config, vocab_size=model.config.vocab_size + 1)
+    state = model.state_dict()
+    for name in ("wte.weight", "lm_head.weight"):  # with tied weights both names hold the same matrix
+        state[name] = torch.cat([state[name], state[name].new_zeros(1, config.d_model)])
+    padded = GPT(config)
+    padded.load_state_dict(state)
+    return padded.eval()
 
 
 def write_gpt2_tokenizer(tokenizer: BPETokenizer, out: Path, block_size: int) -> None:
@@ -94,8 +123,8 @@ def write_word_level_tokenizer(vocab: dict[str, int], out: Path, block_size: int
         )
         print("note: `tokenizers` is not installed; exported the model only (no tokenizer)")
         return
-    # an unknown character or symbol then fails with an error instead of a made-up id
-    hf = HFTokenizer(models.WordLevel(vocab, unk_token=None))
+    # anything the vocabulary lacks encodes to the UNK id (see with_unknown_token)
+    hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
     if split is None:
         hf.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     else:
@@ -106,6 +135,7 @@ def write_word_level_tokenizer(vocab: dict[str, int], out: Path, block_size: int
         "tokenizer_class": "PreTrainedTokenizerFast",
         "model_max_length": block_size,
         "clean_up_tokenization_spaces": False,
+        "unk_token": UNK,
     }
     write_json(out / "tokenizer_config.json", config)
 
