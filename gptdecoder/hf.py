@@ -120,20 +120,33 @@ def config_to_hf(config: GPTConfig, eos_token_id: Optional[int] = None) -> dict:
 
 
 def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint directory: model.safetensors (also sharded) or pytorch_model.bin."""
+    """All tensors of a checkpoint directory: model.safetensors (also sharded) or pytorch_model.bin.
+
+    pytorch_model.bin is a pickle: it is read with ``weights_only=True`` (tensors and plain
+    values only), so a file that would need arbitrary unpickling is refused, unrun.
+    """
     single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
     if single.exists() or index.exists():
         from safetensors.torch import load_file
 
-        if single.exists():
-            return load_file(str(single))
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(load_file(str(directory / shard)))
-        return state
+        try:
+            if single.exists():
+                return load_file(str(single))
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for shard in shards:
+                state.update(load_file(str(directory / shard)))
+            return state
+        except Exception as e:  # a truncated file, a broken index: one line, not safetensors' traceback
+            reason = f"{type(e).__name__}: " + " ".join(str(e).split())[:200]
+            raise UserError(f"{directory}: cannot read the safetensors weights ({reason})") from None
     if (directory / "pytorch_model.bin").exists():
-        return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        from gptdecoder.runs import load_weights_only  # here, not at the top: runs imports this module
+
+        state = load_weights_only(directory / "pytorch_model.bin")
+        if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+            raise UserError(f"{directory}: pytorch_model.bin is not a state dict of tensors")
+        return state
     raise UserError(f"{directory}: no model.safetensors or pytorch_model.bin found")
 
 
@@ -164,7 +177,13 @@ def from_pretrained(directory: PathLike) -> GPT:
     config_path = directory / "config.json"
     if not config_path.exists():
         raise UserError(f"{directory}: no config.json; expected a Hugging Face GPT-2 checkpoint directory")
-    config = config_from_hf(json.loads(config_path.read_text()))
+    try:
+        hf_config = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{config_path}: cannot read it as JSON ({e})") from None
+    if not isinstance(hf_config, dict):
+        raise UserError(f"{config_path}: expected a JSON object (a model config), got {type(hf_config).__name__}")
+    config = config_from_hf(hf_config)
     hf_state = _read_hf_weights(directory)
 
     state = {}

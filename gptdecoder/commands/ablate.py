@@ -1,9 +1,14 @@
-"""``python -m gptdecoder ablate --run DIR``: which heads does a trained task model depend on?
+"""``python -m gptdecoder ablate --run PATH``: which heads does a trained task model depend on?
 
 Each head in turn is ablated (its ``hook_z`` slice replaced by zeros, or by its mean
 over the held-out set) and the held-out exact match is measured again. Writes
 ``ablation_<mode>.md`` (a markdown table), ``.csv`` and ``.png`` (a layer x head
 heatmap) and prints the table. The work is done by ``gptdecoder.lab.ablation``.
+
+``--run`` is a run directory, a Hugging Face GPT-2 directory or a nanoGPT checkpoint.
+A task run brings its task and receives the files; any other model takes the task from
+``-c CONFIG`` (see ``gptdecoder.runs.task_for``) and needs ``--out``: a directory we did
+not write is not ours to add files to.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pathlib import Path
 from gptdecoder.atomic import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import ablation_rows, encode_examples, head_ablation_scores, markdown_table
-from gptdecoder.runs import load_run
+from gptdecoder.runs import load_model, task_for
 
 CSV_FIELDS = ["layer", "head", "accuracy", "drop"]
 
@@ -31,12 +36,18 @@ def csv_text(rows: list[dict]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # dest run_dir: the command line keeps each command's entry point in args.run
-    parser.add_argument("--run", dest="run_dir", metavar="DIR", required=True,
-                        help="run directory written by the trainer (e.g. runs/config)")
+    parser.add_argument("--run", dest="run_dir", metavar="PATH", required=True,
+                        help="run directory written by the trainer (e.g. runs/config), Hugging Face GPT-2 "
+                             "directory or nanoGPT ckpt.pt")
+    parser.add_argument("-c", "--config", default=None,
+                        help="for a model without a task (Hugging Face, nanoGPT, text runs): the YAML config "
+                             "whose task's held-out examples are scored (a task run's own config may be given, "
+                             "another task's is refused)")
     parser.add_argument("--mode", choices=("zero", "mean"), default="zero",
                         help="replace the head's output by zeros, or by its mean over the held-out set")
     parser.add_argument("--examples", type=int, default=1000, help="held-out examples to score (default 1000)")
-    parser.add_argument("--out", help="where to write the table and heatmap (default: the run directory)")
+    parser.add_argument("--out", help="where to write the table and heatmap (default: the run directory; "
+                                      "required for other models)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.examples < 1:
         raise UserError(f"--examples {args.examples}: expected at least 1")
-    loaded = load_run(args.run_dir, device="cpu")
-    model, task = loaded.model, loaded.task
-    if task is None:
-        raise UserError(f"run {args.run_dir!r} was trained on text, not a task: ablate scores held-out task accuracy")
+    loaded = load_model(args.run_dir, device="cpu")
+    model, task = loaded.model, task_for(loaded, args.config)
+    if args.out is None and loaded.kind != "run":
+        raise UserError(f"{loaded.description}: pass --out DIR for the table and heatmap "
+                        f"(they go into a run directory only when it is one of ours)")
     examples = task.test_examples(args.examples, seed=0)
     if not examples:
         raise UserError(f"task {task.name!r} has no held-out examples to score")
@@ -58,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     baseline, scores = head_ablation_scores(model, data, args.mode)
     rows = ablation_rows(baseline, scores)
 
-    out = Path(args.out or loaded.run_dir)
+    out = Path(args.out or loaded.path)
     stem = f"ablation_{args.mode}"
     table = markdown_table(rows, baseline, args.mode)
     write_atomic(out / f"{stem}.md", table)

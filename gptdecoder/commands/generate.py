@@ -1,9 +1,16 @@
-"""``python -m gptdecoder generate``: sample from a trained run, streaming, or chat in a REPL.
+"""``python -m gptdecoder generate``: sample from a trained model, streaming, or chat in a REPL.
 
-Text runs (``task.name: text``) decode with the tokenizer saved in the run directory
-and print each piece of text as soon as it is complete. Task runs (sort, reverse, ...)
-read a prompt written in the task's symbols ("2 1 0 1 2 0") and print the model's
-answer next to the correct one.
+``--run`` opens anything ``gptdecoder.runs.load_model`` does: a run directory, a Hugging
+Face GPT-2 directory or a nanoGPT checkpoint. What the prompt is depends on what the
+source can tell:
+
+* a tokenizer (text runs, Hugging Face directories with vocab.json + merges.txt, nanoGPT
+  models with GPT-2's vocabulary): the prompt is text, and each piece of the
+  continuation is printed as soon as it is complete;
+* a task (our task runs: sort, reverse, ...): the prompt is written in the task's
+  symbols ("2 1 0 1 2 0") and the model's answer is printed next to the correct one;
+* neither (a nanoGPT character model, whose vocabulary sits in a pickle we never open):
+  the prompt is token ids ("0 17 42") and so is the continuation.
 
 Tokens come from ``stream_tokens``, which makes exactly the choices of
 ``GPT.generate`` (same KV cache, same window sliding, same sampler and seed) but
@@ -19,22 +26,28 @@ from typing import Iterator, Optional, TextIO
 import torch
 
 from gptdecoder import runtime
-from gptdecoder.data.tokenizers import TOKENIZER_DIR, TextStreamer, Tokenizer, load_tokenizer
+from gptdecoder.data.tokenizers import TextStreamer
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPT, KVCache, sample_next
-from gptdecoder.runs import load_run
+from gptdecoder.runs import load_model
 
-DEFAULT_TEMPERATURE = 0.8  # text runs; task runs default to greedy (temperature 0)
+DEFAULT_NEW_TOKENS = 500
+DEFAULT_TEMPERATURE = 0.8  # text and token ids; task runs default to greedy (temperature 0)
 QUIT = "quit"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", dest="run_dir", required=True, metavar="DIR", help="run directory (holds ckpt.pt)")
-    parser.add_argument("--prompt", default="", help="text to continue (task runs: symbols, e.g. '2 1 0 1 2 0')")
+    parser.add_argument("--run", dest="run_dir", required=True, metavar="PATH",
+                        help="run directory, Hugging Face GPT-2 directory, or nanoGPT checkpoint (ckpt.pt)")
+    parser.add_argument("--prompt", default="",
+                        help="text to continue (task runs: symbols, e.g. '2 1 0 1 2 0'; "
+                             "models without a tokenizer: token ids, e.g. '0 17 42')")
     parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="tokens to generate (default: 500 for text, the answer's length for tasks)")
+                        help=f"tokens to generate (default: {DEFAULT_NEW_TOKENS} for text and token ids, "
+                             "the answer's length for tasks)")
     parser.add_argument("--temperature", type=float, default=None,
-                        help=f"sampling temperature; 0 = greedy (default: {DEFAULT_TEMPERATURE} for text, 0 for tasks)")
+                        help=f"sampling temperature; 0 = greedy (default: {DEFAULT_TEMPERATURE} for text and "
+                             "token ids, 0 for tasks)")
     parser.add_argument("--top-k", type=int, default=200, help="sample among the k most likely tokens (0: all)")
     parser.add_argument("--top-p", type=float, default=None, help="nucleus sampling: smallest set with this mass")
     parser.add_argument("--seed", type=int, default=None, help="random seed, for repeatable samples")
@@ -56,6 +69,7 @@ def stream_tokens(
     top_k: Optional[int] = None,
     top_p: Optional[float] = None,
     generator: Optional[torch.Generator] = None,
+    n_choices: Optional[int] = None,
 ) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` new token ids continuing ``prompt``; temperature 0 is greedy.
 
@@ -63,6 +77,10 @@ def stream_tokens(
     tokens into a KV cache, then each step feeds only the newest token; when the
     sequence outgrows block_size the window slides and is encoded afresh (positions
     are absolute, so cached keys cannot be reused after a shift).
+
+    ``n_choices`` limits the choice to ids below it: a vocabulary padded past its
+    tokenizer's (nanoGPT gives GPT-2's 50257 tokens 50304 rows) has ids that decode to
+    nothing. None (or the whole vocabulary) makes exactly GPT.generate's choices.
     """
     if not prompt:
         raise UserError("the prompt encodes to no tokens: give at least one character")
@@ -76,15 +94,15 @@ def stream_tokens(
         else:
             cache = KVCache(model.config, 1, block)
             logits, _ = model(torch.tensor([tokens[-block:]], device=device), kv_cache=cache)
-        next_id = int(sample_next(logits[:, -1, :], temperature, top_k, top_p, temperature > 0, generator))
+        next_id = int(sample_next(logits[:, -1, :n_choices], temperature, top_k, top_p, temperature > 0, generator))
         tokens.append(next_id)
         yield next_id
 
 
 class Session:
-    """A loaded run plus the sampling settings: turns a prompt string into printed output."""
+    """A loaded model plus the sampling settings: turns a prompt string into printed output."""
 
-    def __init__(self, run_dir: Path, args: argparse.Namespace, out: TextIO) -> None:
+    def __init__(self, source: Path, args: argparse.Namespace, out: TextIO) -> None:
         if args.top_k is not None and args.top_k < 0:
             raise UserError(f"--top-k {args.top_k}: expected >= 0 (0 means no limit)")
         if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
@@ -95,18 +113,12 @@ class Session:
             device = runtime.resolve_device(args.device)
         except ValueError as e:
             raise UserError(f"--device: {e}") from None
-        self.run = load_run(run_dir, device)
-        self.model = self.run.model.eval()
+        self.loaded = load_model(source, device)
+        self.model = self.loaded.model.eval()
+        self.task = self.loaded.task
         self.out = out
-        self.tokenizer: Optional[Tokenizer] = None
-        if self.run.task is None:  # a text run: its tokenizer was saved beside the checkpoint
-            self.tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
-            if self.tokenizer.n_vocab > self.model.config.vocab_size:
-                raise UserError(
-                    f"{run_dir}: the tokenizer has {self.tokenizer.n_vocab} tokens but the model only "
-                    f"{self.model.config.vocab_size}: the run directory is inconsistent"
-                )
-        default_temperature = DEFAULT_TEMPERATURE if self.tokenizer is not None else 0.0
+        self.tokenizer = None if self.task is not None else self.loaded.tokenizer  # read only when needed
+        default_temperature = 0.0 if self.task is not None else DEFAULT_TEMPERATURE
         self.temperature = default_temperature if args.temperature is None else args.temperature
         if self.temperature < 0:
             raise UserError(f"--temperature {self.temperature}: expected >= 0 (0 = greedy)")
@@ -118,22 +130,25 @@ class Session:
 
     def respond(self, prompt: str) -> None:
         """Generate for one prompt and print as it goes (Ctrl-C propagates to the caller)."""
-        if self.tokenizer is not None:
+        if self.task is not None:
+            self.respond_task(prompt)
+        elif self.tokenizer is not None:
             self.respond_text(prompt)
         else:
-            self.respond_task(prompt)
+            self.respond_ids(prompt)
 
     def sample(self, ids: list[int], n: int) -> Iterator[int]:
         vocab = self.model.config.vocab_size
         bad = [i for i in ids if not 0 <= i < vocab]
         if bad:
             raise UserError(f"token id {bad[0]} is beyond the model's vocabulary (ids 0..{vocab - 1})")
-        return stream_tokens(self.model, ids, n, self.temperature, self.top_k, self.top_p, self.generator)
+        n_choices = self.tokenizer.n_vocab if self.tokenizer is not None else None  # never a padding id
+        return stream_tokens(self.model, ids, n, self.temperature, self.top_k, self.top_p, self.generator, n_choices)
 
     def respond_text(self, prompt: str) -> None:
         assert self.tokenizer is not None
         ids = self.tokenizer.encode(prompt) if prompt else self.start_ids()
-        n = 500 if self.max_new_tokens is None else self.max_new_tokens
+        n = DEFAULT_NEW_TOKENS if self.max_new_tokens is None else self.max_new_tokens
         streamer = TextStreamer(self.tokenizer)
         self.write(prompt)
         try:
@@ -151,8 +166,22 @@ class Session:
         except UserError:  # a one-line corpus: start from the first character instead
             return [0]
 
+    def respond_ids(self, prompt: str) -> None:
+        """No tokenizer and no task: the prompt and the continuation are token ids."""
+        if not prompt.strip():
+            raise UserError(f"{self.loaded.description} has no tokenizer ({self.loaded.no_tokenizer}): "
+                            f"give the prompt as token ids, e.g. --prompt '0 1 2'")
+        ids = parse_ids(prompt)
+        n = DEFAULT_NEW_TOKENS if self.max_new_tokens is None else self.max_new_tokens
+        self.write(" ".join(map(str, ids)) + " ->")
+        try:
+            for token in self.sample(ids, n):
+                self.write(f" {token}")
+        finally:  # also after Ctrl-C: end the line
+            self.write("\n")
+
     def respond_task(self, prompt: str) -> None:
-        task = self.run.task
+        task = self.task
         ids = parse_symbols(prompt, task.symbols)
         expected: Optional[list[int]] = None
         try:
@@ -185,6 +214,16 @@ def parse_symbols(prompt: str, symbols: list[str]) -> list[int]:
     if unknown:
         raise UserError(f"{unknown[0]!r} is not one of the task's symbols: {' '.join(symbols)}")
     return [index[p] for p in parts]
+
+
+def parse_ids(prompt: str) -> list[int]:
+    """'0 17 42' (or '0,17,42') -> [0, 17, 42], else UserError naming the first bad piece."""
+    parts = prompt.replace(",", " ").split()
+    bad = [p for p in parts if not (p.isascii() and p.isdigit())]
+    if bad:
+        raise UserError(f"{bad[0]!r} is not a token id: this model has no tokenizer, so the prompt is "
+                        f"token ids separated by spaces, e.g. '0 17 42'")
+    return [int(p) for p in parts]
 
 
 def spaced(ids: list[int], symbols: list[str]) -> str:

@@ -4,8 +4,11 @@ Prints the alignment table (input, target, loss mask), the causal mask, one head
 attention step by step (Q.K^T, scaled, masked, softmax) and a list of PASS/FAIL
 checks. The exit code is 1 if any check fails, so the command doubles as a test.
 ``--mask none`` and ``--loss-mask all`` plant deliberate bugs that the checks must
-catch. The model is a trained run (``--run DIR``) or, by default, a freshly
-initialised one built from the config. The work is done by ``gptdecoder.lab.masks``.
+catch. The model is a trained one (``--run PATH``: a run directory, a Hugging Face
+GPT-2 directory or a nanoGPT checkpoint) or, by default, a freshly initialised one
+built from the config. A task run brings its own task; any other model takes the task
+from ``-c CONFIG`` (see ``gptdecoder.runs.task_for``). The work is done by
+``gptdecoder.lab.masks``.
 """
 from __future__ import annotations
 
@@ -17,16 +20,21 @@ from gptdecoder.config import load_config, resolve_task
 from gptdecoder.errors import UserError
 from gptdecoder.lab.masks import EXAMPLE_POOL, held_out_examples, mask_report
 from gptdecoder.model import GPT
-from gptdecoder.runs import load_run
+from gptdecoder.runs import load_model, task_for
 from gptdecoder.tasks import Task, get_task
+
+DEFAULT_CONFIG = "config.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", default="config.yaml",
-                        help="YAML config whose task and model are used (default: config.yaml; ignored with --run)")
+    parser.add_argument("-c", "--config", default=None,
+                        help=f"YAML config whose task and model are used (default: {DEFAULT_CONFIG}); with --run, "
+                             "the task for a model that has none (Hugging Face, nanoGPT, text runs); "
+                             "a task run's own config may be given, another task's is refused")
     # dest run_dir: the command line keeps each command's entry point in args.run
-    parser.add_argument("--run", dest="run_dir", metavar="DIR",
-                        help="a trained run directory; default: a freshly initialised model")
+    parser.add_argument("--run", dest="run_dir", metavar="PATH",
+                        help="a trained model: run directory, Hugging Face GPT-2 directory or nanoGPT ckpt.pt; "
+                             "default: a freshly initialised model")
     parser.add_argument("--example", type=int, default=0,
                         help=f"which held-out example, 0..{EXAMPLE_POOL - 1} (default 0)")
     parser.add_argument("--layer", type=int, default=0, help="layer of the head to step through (default 0)")
@@ -41,17 +49,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_model_and_task(args: argparse.Namespace) -> tuple[GPT, Task, str]:
     """(model in eval mode on CPU, task, where the model came from) for the command's arguments."""
     if args.run_dir:
-        run = load_run(args.run_dir, device="cpu")
-        if run.task is None:
-            raise UserError(f"run {args.run_dir!r} was trained on text: inspect-masks needs a task run")
-        return run.model, run.task, f"trained run {args.run_dir}"
-    config = load_config(args.config)
+        loaded = load_model(args.run_dir, device="cpu")
+        task = task_for(loaded, args.config)
+        source = loaded.description if loaded.task is not None else f"{loaded.description}, task from {args.config}"
+        return loaded.model, task, source
+    config_path = args.config or DEFAULT_CONFIG
+    config = load_config(config_path)
     if config.is_text:
-        raise UserError(f"{args.config} trains on text: inspect-masks needs a task config")
+        raise UserError(f"{config_path} trains on text: inspect-masks needs a task config")
     task = get_task(config.task.name, **config.task.params)
     torch.manual_seed(args.seed)
     model = GPT(resolve_task(config).model).eval()
-    return model, task, f"freshly initialised from {args.config} (seed {args.seed}); pass --run DIR for a trained one"
+    return model, task, f"freshly initialised from {config_path} (seed {args.seed}); pass --run PATH for a trained one"
 
 
 def run(args: argparse.Namespace) -> int:
