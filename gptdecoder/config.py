@@ -31,7 +31,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from gptdecoder import runtime
-from gptdecoder.atomic import write_atomic
+from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.model import ACTIVATIONS, GPTConfig
 from gptdecoder.tasks import TASKS, did_you_mean, get_task, task_fields

@@ -35,6 +35,7 @@ from torch import nn
 
 from gptdecoder.config import validate_model
 from gptdecoder.errors import UserError
+from gptdecoder.storage import load_weights_only
 from gptdecoder.model import GPT, GPTConfig
 
 PathLike = Union[str, os.PathLike]
@@ -141,7 +142,6 @@ def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
             reason = f"{type(e).__name__}: " + " ".join(str(e).split())[:200]
             raise UserError(f"{directory}: cannot read the safetensors weights ({reason})") from None
     if (directory / "pytorch_model.bin").exists():
-        from gptdecoder.runs import load_weights_only  # here, not at the top: runs imports this module
 
         state = load_weights_only(directory / "pytorch_model.bin")
         if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):

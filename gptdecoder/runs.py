@@ -35,59 +35,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import io
 import json
-import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
-import torch
-
-from gptdecoder.atomic import write_atomic
 from gptdecoder.config import Config, config_from_dict, default_cache_dir, load_config
 from gptdecoder.data.tokenizers import TOKENIZER_DIR, BPETokenizer, Tokenizer, load_tokenizer
 from gptdecoder.errors import UserError
 from gptdecoder.hf import from_pretrained
 from gptdecoder.model import GPT, GPTConfig
 from gptdecoder.nanogpt import nanogpt_model
+from gptdecoder.storage import load_weights_only, write_atomic
 from gptdecoder.tasks import TASKS, Task, get_task
 
 CHECKPOINT = "ckpt.pt"
 CHECKPOINT_KEYS = ("model", "model_config", "config", "iter")
 HF_CONFIG = "config.json"
 GPT2_VOCAB_SIZE = 50257  # GPT-2's BPE vocabulary; nanoGPT pads it to 50304 rows
-
-
-def save_checkpoint(path: Union[str, Path], state: dict) -> None:
-    """torch.save, atomically: a crash mid-save keeps the previous checkpoint."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_atomic(path, buffer.getvalue())
-
-
-def load_weights_only(path: Union[str, Path], device: str = "cpu") -> Any:
-    """``torch.load(path, weights_only=True)``, with a one-line UserError for a missing or refused file.
-
-    weights_only admits tensors and plain values (dicts, lists, numbers, strings) and
-    nothing else, so a file that would need arbitrary unpickling -- which can run code --
-    is refused unrun. There is no fallback to unsafe loading.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no checkpoint at {str(path)!r}")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        message = " ".join(str(e).split())
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", message)
-        if refused:
-            raise UserError(
-                f"cannot read checkpoint {str(path)!r} safely: it refers to {refused.group(1)}, which "
-                f"weights_only loading refuses (unpickling it could run code); gptdecoder loads tensors and "
-                f"plain values only"
-            ) from None
-        raise UserError(f"cannot read checkpoint {str(path)!r} safely: not a checkpoint torch.load reads with "
-                        f"weights_only=True ({type(e).__name__}: {message[:200]})") from None
 
 
 def read_checkpoint(path: Union[str, Path], device: str = "cpu") -> dict:

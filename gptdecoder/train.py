@@ -24,12 +24,12 @@ import torch
 from torch import nn
 
 from gptdecoder import runtime
-from gptdecoder.atomic import write_atomic
 from gptdecoder.config import Config, TrainConfig, resolve, save_config
 from gptdecoder.data import DataSource, open_data
 from gptdecoder.errors import UserError
 from gptdecoder.model import GPT
-from gptdecoder.runs import read_checkpoint, save_checkpoint
+from gptdecoder.runs import read_checkpoint
+from gptdecoder.storage import save_checkpoint, write_atomic
 
 # -- distributed -------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ def write_untrained_run(run_dir: Path, config_text: str = TINY_TASK, seed: int =
     """A run directory holding ckpt.pt of a freshly initialised model for ``config_text``."""
     from gptdecoder.config import load_config, resolve_task
     from gptdecoder.model import GPT
-    from gptdecoder.runs import CHECKPOINT, save_checkpoint
+    from gptdecoder.runs import CHECKPOINT
+    from gptdecoder.storage import save_checkpoint
 
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from gptdecoder.atomic import write_atomic
+from gptdecoder.storage import write_atomic
 
 
 def test_writes_text_and_bytes_with_the_usual_permissions(tmp_path):

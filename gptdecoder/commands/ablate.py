@@ -17,7 +17,7 @@ import csv
 import io
 from pathlib import Path
 
-from gptdecoder.atomic import write_atomic
+from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import ablation_rows, encode_examples, head_ablation_scores, markdown_table
 from gptdecoder.runs import load_model, task_for

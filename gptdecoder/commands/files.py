@@ -1,7 +1,7 @@
 """Writing what the commands produce: figures and pages, each written atomically.
 
 The lab returns Figures and HTML strings; putting them into files is the commands' job
-(with ``gptdecoder.atomic.write_atomic``, so a reader never sees half a picture).
+(with ``gptdecoder.storage.write_atomic``, so a reader never sees half a picture).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Union
 
 from matplotlib.figure import Figure
 
-from gptdecoder.atomic import write_atomic
+from gptdecoder.storage import write_atomic
 
 
 def save_figure(fig: Figure, path: Union[str, Path], dpi: int = 110) -> Path:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from gptdecoder import runtime
-from gptdecoder.atomic import write_atomic
+from gptdecoder.storage import write_atomic
 from gptdecoder.config import Config, DataConfig, default_cache_dir
 from gptdecoder.data.source import Batch, step_seed
 from gptdecoder.data.tokenizers import TOKENIZER_DIR, TRAIN_FRACTION, CharTokenizer, Tokenizer, build_tokenizer
