@@ -7,11 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lab_runs import write_untrained_run
 
-from gptdecoder.atomic import write_atomic
+from gptdecoder.storage import write_atomic
 from gptdecoder.commands.files import save_figure
 from gptdecoder.lab import figures, views
 from gptdecoder.lab.capture import as_layer_head_array, capture_attention, token_labels
@@ -66,20 +67,62 @@ def test_bertviz_views(example, tmp_path):
         assert "<html>" in path.read_text()[:200]
 
 
-def test_offline_viewer_is_self_contained_and_embeds_raw_values(example, tmp_path):
+def embedded_data(page: str) -> dict:
+    """The viewer's one JSON block, parsed as the page's script parses it."""
+    blocks = re.findall(r'<script id="attention-data" type="application/json">(.*?)</script>', page, re.S)
+    assert len(blocks) == 1
+    return json.loads(blocks[0])
+
+
+def test_offline_viewer_is_self_contained_and_embeds_rounded_values(example):
     patterns, tokens, _ = example
     leaky = [p.clone() for p in patterns]
     leaky[1][0, 1, 0, 6] = 3e-9  # a tiny leak above the diagonal must survive into the file
     page = views.attention_viewer_html(leaky, tokens, boundary=4)
     assert page == views.attention_viewer_html(leaky, tokens, boundary=4)
-    assert not re.search(r"<(script|link)[^>]+(src|href)\s*=\s*[\"']?(https?:)?//", page, re.I)
-    assert "http://" not in page and "https://" not in page
-    raw = re.search(r'<script id="attention-data" type="application/json">(.*?)</script>', page, re.S).group(1)
-    data = json.loads(raw.replace("<\\/", "</"))
-    assert data["tokens"] == tokens and data["boundary"] == 4
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)\s*=", page, re.I)  # nothing loaded
+    assert "http://" not in page and "https://" not in page and "@import" not in page
+    data = embedded_data(page)
+    assert data["tokens"] == tokens and data["boundary"] == 4 and data["digits"] == views.ROUNDING_DIGITS
     assert len(data["patterns"]) == 2 and len(data["patterns"][0]) == 2
-    assert data["patterns"][1][1][0][6] == pytest.approx(3e-9)
-    assert data["patterns"][0][0][3][2] == pytest.approx(float(patterns[0][0, 0, 3, 2]), rel=1e-5)
+    assert data["patterns"][1][1][0][6] == 3e-9
+    assert data["patterns"][0][0][0][1] == 0  # exact zeros stay exact
+    raw = float(patterns[0][0, 0, 3, 2])
+    assert data["patterns"][0][0][3][2] == views.round_weight(raw) == pytest.approx(raw, rel=5e-3)
+    for view in ("matrix", "head", "model"):  # three views in the one file
+        assert f'id="view-{view}"' in page and f'id="tab-{view}"' in page
+    assert f"rounded to {views.ROUNDING_DIGITS} significant digits" in page  # the page says how
+
+
+def test_round_weight_keeps_zeros_and_tiny_leaks():
+    assert views.round_weight(0.0) == 0 and isinstance(views.round_weight(0.0), int)
+    assert views.round_weight(1.0) == 1
+    assert views.round_weight(0.123456) == 0.123
+    assert views.round_weight(0.00123456) == 0.00123
+    assert views.round_weight(3e-9) == 3e-9 and views.round_weight(1e-300) > 0
+    assert views.round_weight(float("nan")) is None and views.round_weight(float("inf")) is None
+
+
+def test_viewer_data_cannot_end_its_script_block():
+    tokens = ["</script>", "<!--", "<script>", "a"]
+    patterns = torch.tril(torch.ones(1, 1, 4, 4)) / torch.arange(1, 5).view(4, 1)
+    page = views.attention_viewer_html(patterns, tokens, title="<b>&</b>")
+    block = page.split('<script id="attention-data" type="application/json">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in block  # every "<" is the JSON escape \u003c
+    assert embedded_data(page)["tokens"] == tokens
+    assert "<title>&lt;b&gt;&amp;&lt;/b&gt;</title>" in page
+
+
+def test_viewer_rounds_nan_to_null_and_checks_the_boundary(example):
+    patterns, tokens, _ = example
+    broken = [p.clone() for p in patterns]
+    broken[0][0, 0, 2, :] = float("nan")  # a fully masked row: softmax of all -inf
+    data = embedded_data(views.attention_viewer_html(broken, tokens))
+    assert data["patterns"][0][0][2] == [None] * len(tokens) and data["boundary"] is None
+    with pytest.raises(ValueError):
+        views.attention_viewer_html(patterns, tokens, boundary=len(tokens) + 1)
+    numpy_boundary = embedded_data(views.attention_viewer_html(patterns, tokens, boundary=np.int64(4)))["boundary"]
+    assert numpy_boundary == 4
 
 
 def test_viewer_rejects_tokens_that_do_not_match_the_patterns(example):

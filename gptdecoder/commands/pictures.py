@@ -3,7 +3,8 @@
 For one held-out example of a trained task run it writes every layer's and head's
 pattern, the last block averaged over heads, where one answer token looks, the
 predicted distribution at each answer position and the head-ablation heatmap; with
-``--html`` also the offline attention viewer and bertviz's head and model views.
+``--html`` also the offline attention viewer (one HTML file, no network: matrix, head
+and model views) and bertviz's head and model views (which need network access).
 The README's pictures in docs/img come from here. ``python -m gptdecoder.viz`` is
 the same command under its older name (``main`` below).
 """
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from gptdecoder.atomic import write_atomic
+from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import encode_examples, head_ablation_scores
 from gptdecoder.lab.capture import example_views, most_varied
@@ -88,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--example", type=int, help="which held-out example to draw (default: the most varied)")
     parser.add_argument("--format", choices=FORMATS, default="png", help="image format (default png)")
     parser.add_argument("--html", action="store_true",
-                        help="also write attention_viewer.html (offline) and bertviz's head and model views")
+                        help="also write attention_viewer.html (offline: matrix, head and model views) "
+                             "and bertviz's head and model views (these load their JavaScript from a CDN)")
 
 
 def run(args: argparse.Namespace) -> int:
