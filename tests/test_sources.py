@@ -514,3 +514,14 @@ def test_ablate_writes_into_a_foreign_model_directory_only_when_told(sources, ta
     code, _, err = run_cli("ablate", "--run", str(sources["hf"]), "-c", str(task_config))
     assert code == 2
     one_line_error(err, "pass --out DIR")
+
+
+@pytest.mark.parametrize("kind", ["nanogpt", "hf"])
+def test_pictures_and_the_viewer_for_a_model_without_a_task(sources, task_config, kind, run_cli, tmp_path):
+    out = tmp_path / "pictures"
+    code, printed, err = run_cli("pictures", "--run", str(sources[kind]), "-c", str(task_config), "--out", str(out),
+                                 "--html")
+    assert code == 0, printed + err
+    assert (out / "attention_all_heads.png").is_file() and (out / "attention_viewer.html").is_file()
+    code, _, err = run_cli("pictures", "--run", str(sources[kind]), "--out", str(out))
+    assert code == 2 and "-c CONFIG" in err and err.count("\n") == 1

@@ -1,6 +1,8 @@
-"""``python -m gptdecoder pictures --run DIR --out DIR``: the attention lab's pictures of a run.
+"""``python -m gptdecoder pictures --run PATH --out DIR``: the attention lab's pictures of a model.
 
-For one held-out example of a trained task run it writes every layer's and head's
+PATH is a task run directory, or any model ``gptdecoder.runs.load_model`` opens (a
+Hugging Face GPT-2 directory, a nanoGPT ckpt.pt) with ``-c CONFIG`` naming the task.
+For one held-out example of the task it writes every layer's and head's
 pattern, the last block averaged over heads, where one answer token looks, the
 predicted distribution at each answer position and the head-ablation heatmap; with
 ``--html`` also the offline attention viewer (one HTML file, no network: matrix, head
@@ -15,19 +17,21 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import encode_examples, head_ablation_scores
 from gptdecoder.lab.capture import example_views, most_varied
 from gptdecoder.lab.views import attention_viewer_html, bertviz_page
-from gptdecoder.runs import load_run
+from gptdecoder.runs import load_model, task_for
+from gptdecoder.storage import write_atomic
 
 FORMATS = ("png", "svg")
 
 
 def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example: Optional[int] = None,
-                      fmt: str = "png", ablation_examples: int = 500, html_views: bool = False) -> list[Path]:
-    """Render the attention lab's pictures for one held-out example of a trained task run.
+                      fmt: str = "png", ablation_examples: int = 500, html_views: bool = False,
+                      config: Optional[Union[str, Path]] = None) -> list[Path]:
+    """Render the attention lab's pictures for one held-out example of a task: the run's
+    own, or (for a model without one) the task of ``config``.
 
     ``example`` indexes ``task.test_examples(ablation_examples)``; by default the most
     varied prompt is drawn. The head-ablation heatmap uses all those examples.
@@ -43,10 +47,8 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
-    run = load_run(run_dir, device="cpu")
-    if run.task is None:
-        raise UserError(f"run {str(run_dir)!r} was trained on text; these pictures need a task run")
-    model, task = run.model, run.task
+    loaded = load_model(run_dir, device="cpu")
+    model, task = loaded.model, task_for(loaded, config)
     examples = task.test_examples(ablation_examples, seed=0)
     if not examples:
         raise UserError(f"task {task.name!r} has no held-out examples to draw")
@@ -83,8 +85,10 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # dest run_dir: the command line keeps each command's entry point in args.run
-    parser.add_argument("--run", dest="run_dir", metavar="DIR", default="runs/config",
-                        help="trained task run (default runs/config)")
+    parser.add_argument("--run", dest="run_dir", metavar="PATH", default="runs/config",
+                        help="trained task run (default runs/config), Hugging Face GPT-2 directory or nanoGPT "
+                             "ckpt.pt (these need -c)")
+    parser.add_argument("-c", "--config", help="task config, for a model that has no task of its own")
     parser.add_argument("--out", default="docs/img", help="output directory (default docs/img)")
     parser.add_argument("--example", type=int, help="which held-out example to draw (default: the most varied)")
     parser.add_argument("--format", choices=FORMATS, default="png", help="image format (default png)")
@@ -94,7 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = render_run_images(args.run_dir, args.out, args.example, args.format, html_views=args.html)
+    paths = render_run_images(args.run_dir, args.out, args.example, args.format, html_views=args.html,
+                              config=args.config)
     for path in paths:
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
     return 0

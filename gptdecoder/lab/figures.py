@@ -198,16 +198,18 @@ def plot_answer_distributions(
             for col in range(vocab):
                 ax.text(col, row, _cell_text(p[row, col]), ha="center", va="center", fontsize=8,
                         color="white" if p[row, col] < 0.5 else "black")
+    # a model borrowed for a task may have more ids than the task has symbols: name those by id
+    names = [symbols[i] if i < len(symbols) else f"<{i}>" for i in range(vocab)]
     row_labels = []
     for row, (pos, target) in enumerate(zip(positions, targets)):
         pick = int(p[row].argmax())
         mark = "ok" if pick == target else "WRONG"
-        picked = f"{symbols[pick]} ({_cell_text(p[row, pick])})"
-        row_labels.append(f"pos {pos}: want {symbols[target]}, picks {picked} {mark}")
+        picked = f"{names[pick]} ({_cell_text(p[row, pick])})"
+        row_labels.append(f"pos {pos}: want {names[target]}, picks {picked} {mark}")
     ax.set_yticks(range(n))
     ax.set_yticklabels(row_labels, fontsize=8)
     ax.set_xticks(range(vocab))
-    ax.set_xticklabels(symbols, rotation=90, fontsize=_tick_fontsize(vocab, width))
+    ax.set_xticklabels(names, rotation=90, fontsize=_tick_fontsize(vocab, width))
     ax.set_xlabel("next token")
     ax.set_title(title or "Predicted probability at each answer position (red box: correct token)")
     fig.colorbar(image, ax=ax, label="probability")
