@@ -29,6 +29,15 @@ def tiny_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Each test starts on one thread, and a command that changes it (generate --threads) is undone."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _cache_in_a_temporary_directory(tmp_path_factory):
     """Derived data (encoded corpora) goes to a fresh cache, never to the user's ~/.cache."""

@@ -14,14 +14,6 @@ from gptdecoder.commands.generate import Session, add_arguments, repl, stream_to
 from gptdecoder.model import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def only_my_commands(monkeypatch):
     """cli.main with just generate and export, so other commands' imports cannot interfere."""

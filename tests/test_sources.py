@@ -29,14 +29,6 @@ transformers = pytest.importorskip("transformers")
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def run_cli(capsys):
     """``run_cli(*argv)`` -> (exit code, stdout, stderr) of ``python -m gptdecoder ARGV``, in process."""
