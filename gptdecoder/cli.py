@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from gptdecoder.commands import ablate, bench, export, generate, inspect_masks, pictures, train
+from gptdecoder.commands import ablate, bench, explain, export, generate, inspect_masks, pictures, train
 from gptdecoder.errors import UserError
 
 # command -> (module implementing it, one-line help)
@@ -19,6 +19,7 @@ COMMANDS = {
     "inspect-masks": (inspect_masks, "step through attention and loss masks for one example, with checks"),
     "ablate": (ablate, "held-out accuracy with each attention head ablated in turn"),
     "pictures": (pictures, "draw the attention lab's pictures of a trained task run"),
+    "explain": (explain, "a report on how a task model works: heads that matter, their roles, logit lens"),
     "bench": (bench, "run a grid of tasks x model sizes x seeds and tabulate the results"),
     "export": (export, "export a run to a Hugging Face transformers directory"),
 }

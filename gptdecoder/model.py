@@ -1,7 +1,7 @@
 """GPT-2, written to be read.
 
-One concept per class: CausalSelfAttention, MLP, Block, KVCache, GPT, all plain
-torch.nn. Tensor shapes are in the comments (B = batch, T = positions, C = d_model,
+One concept per class: LayerNorm, CausalSelfAttention, MLP, Block, KVCache, GPT, all
+plain torch.nn. Tensor shapes are in the comments (B = batch, T = positions, C = d_model,
 nh = heads, hs = head size). Every interesting tensor passes through a named
 HookPoint (the table of names and shapes is in gptdecoder/hooks.py): that is how
 the attention lab reads and edits the model without changing its code.
@@ -49,6 +49,34 @@ class GPTConfig:
         return self.d_model // self.n_head
 
 
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm with TransformerLens's hook points on the normalisation itself.
+
+    ``hook_scale`` (B, T, 1) is sqrt(var + eps) of each position's input and
+    ``hook_normalized`` (B, T, C) is (x - mean) / scale, before the weight and bias: the
+    one non-linear step of a LayerNorm, which direct logit attribution divides by. Two
+    paths compute the same thing, as in attention: the fused F.layer_norm when no hook
+    watches either point, else the explicit normalisation that shows them.
+    """
+
+    def __init__(self, d_model: int, bias: bool) -> None:
+        super().__init__(d_model, bias=bias)
+        self.hook_scale, self.hook_normalized = HookPoint(), HookPoint()
+
+    def explicit_path(self) -> bool:
+        """True when a hook watches hook_scale or hook_normalized."""
+        return self.hook_scale.is_watched() or self.hook_normalized.is_watched()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.explicit_path():
+            return super().forward(x)  # F.layer_norm
+        centered = x - x.mean(dim=-1, keepdim=True)  # (B, T, C)
+        scale = self.hook_scale((centered.pow(2).mean(dim=-1, keepdim=True) + self.eps).sqrt())  # (B, T, 1)
+        normalized = self.hook_normalized(centered / scale)  # (B, T, C)
+        out = normalized * self.weight
+        return out if self.bias is None else out + self.bias
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where position t sees only positions <= t.
 
@@ -67,14 +95,15 @@ class CausalSelfAttention(nn.Module):
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask, persistent=False)
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
-        self.hook_scores, self.hook_masked_scores, self.hook_pattern = HookPoint(), HookPoint(), HookPoint()
+        # hook_attn_scores: the scores after the mask (TransformerLens's name; alias hook_masked_scores)
+        self.hook_scores, self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint(), HookPoint()
         self.hook_z = HookPoint()
 
     def explicit_path(self, x: torch.Tensor) -> bool:
         """Materialise the attention matrices when a hook watches them (or ``explicit`` is
         set), and when training on CPU under bf16 autocast: there the fused kernel's bf16
         backward is slower than plain batched matmuls at the sizes this project trains."""
-        if self.explicit or any(p.is_watched() for p in (self.hook_scores, self.hook_masked_scores, self.hook_pattern)):
+        if self.explicit or any(p.is_watched() for p in (self.hook_scores, self.hook_attn_scores, self.hook_pattern)):
             return True
         return (torch.is_grad_enabled() and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and torch.get_autocast_dtype("cpu") == torch.bfloat16)
@@ -93,7 +122,7 @@ class CausalSelfAttention(nn.Module):
 
         if self.explicit_path(x):
             scores = self.hook_scores((q @ k.transpose(-2, -1)) / math.sqrt(self.d_head))  # (B, nh, T, T_k)
-            masked = self.hook_masked_scores(scores.masked_fill(~mask, float("-inf")))
+            masked = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
             pattern = self.hook_pattern(F.softmax(masked, dim=-1))  # rows sum to 1, 0 above the diagonal
             z = F.dropout(pattern, self.dropout, self.training) @ v  # (B, nh, T, hs)
         else:
@@ -131,9 +160,9 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.ln_1 = LayerNorm(config.d_model, bias=config.bias)  # hook points blocks.{i}.ln1.*
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.ln_2 = LayerNorm(config.d_model, bias=config.bias)  # hook points blocks.{i}.ln2.*
         self.mlp = MLP(config)
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
@@ -144,17 +173,6 @@ class Block(nn.Module):
         x = self.hook_resid_mid(x + attn_out)
         mlp_out = self.hook_mlp_out(self.mlp(self.ln_2(x)))
         return self.hook_resid_post(x + mlp_out)
-
-
-class FinalLayerNorm(nn.LayerNorm):
-    """The LayerNorm after the last block, with a hook point on its output."""
-
-    def __init__(self, d_model: int, bias: bool) -> None:
-        super().__init__(d_model, bias=bias)
-        self.hook_normalized = HookPoint()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hook_normalized(super().forward(x))
 
 
 class KVCache:
@@ -200,7 +218,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embeddings
         self.wpe = nn.Embedding(config.block_size, config.d_model)  # learned position embeddings
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_final = FinalLayerNorm(config.d_model, bias=config.bias)
+        self.ln_final = LayerNorm(config.d_model, bias=config.bias)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
@@ -242,13 +260,13 @@ class GPT(nn.Module):
         With a ``kv_cache`` the T new tokens continue the cached positions.
         """
         check_token_ids(idx, self.config.vocab_size)  # a bad id would fail deep inside the embedding
-        T = idx.size(1)
+        B, T = idx.shape
         start = kv_cache.length if kv_cache is not None else 0
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than model.block_size="
                              f"{self.config.block_size}: crop the input to its last {self.config.block_size} tokens")
         tok_emb = self.hook_embed(self.wte(idx))  # (B, T, C)
-        pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T][None])  # (1, T, C)
+        pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T].expand(B, T, -1))  # (B, T, C), a view
         x = F.dropout(tok_emb + pos_emb, self.config.dropout, self.training)
         for i, block in enumerate(self.blocks):
             x = block(x, kv_cache, i)

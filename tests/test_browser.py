@@ -1,9 +1,10 @@
 """The offline attention viewer in a real browser: headless Chromium, and no network.
 
 Every HTML page the project writes that can render offline is opened here: the viewer
-built from a small GPT's patterns and the ``pictures --html`` command's
-attention_viewer.html. bertviz's pages (bertviz_*_view.html) are out of scope: they
-load require.js, d3 and jQuery from a CDN, so they cannot render offline.
+built from a small GPT's patterns, the ``pictures --html`` command's
+attention_viewer.html and the ``explain`` command's report.html. bertviz's pages
+(bertviz_*_view.html) are out of scope: they load require.js, d3 and jQuery from a
+CDN, so they cannot render offline.
 
 The tests skip when Chromium or Playwright is missing, and fail instead when
 GPTDECODER_REQUIRE_BROWSER is set (.ci/run sets it); see browser_helpers.py.
@@ -351,6 +352,21 @@ def test_pictures_command_pages_render_offline(browser, tmp_path):
             assert visible_views(page.page) == ["matrix"] and page.page.input_value("#layer") == "1"
             assert page.page.locator("#grid td.boundary-col").count() == tokens
             assert_offline_and_clean(page)
+
+
+def test_explain_report_renders_offline(browser, tmp_path):
+    """report.html is one page: every figure is an embedded image that decodes, nothing is fetched."""
+    from gptdecoder import cli
+
+    run = write_untrained_run(tmp_path / "sort")
+    assert cli.main(["explain", "--run", str(run), "--examples", "20"]) == 0
+    with opened(browser, run / "explain" / "report.html") as page:
+        images = page.page.eval_on_selector_all(
+            "img", "imgs => imgs.map(img => [img.complete && img.naturalWidth > 0, img.src.slice(0, 22)])")
+        assert images == [[True, "data:image/png;base64,"]] * 5
+        assert page.page.locator("h2").count() == 7
+        assert page.page.locator("ul li").count() >= 2  # the plain-words sentences
+        assert_offline_and_clean(page)
 
 
 # -- the skip-or-fail rule itself (no browser needed) ------------------------------------------

@@ -5,6 +5,7 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from gptdecoder import hooks as hooks_module
 from gptdecoder.model import GPT, GPTConfig
@@ -53,8 +54,100 @@ def test_every_hook_point_is_documented_with_the_right_shape(model):
 
 def test_transformerlens_names(model):
     for name in ["hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre", "blocks.1.attn.hook_pattern",
-                 "blocks.0.attn.hook_z", "blocks.0.mlp.hook_post", "blocks.1.hook_resid_post", "ln_final.hook_normalized"]:
+                 "blocks.0.attn.hook_z", "blocks.0.mlp.hook_post", "blocks.1.hook_resid_post", "ln_final.hook_normalized",
+                 "ln_final.hook_scale", "blocks.0.ln1.hook_normalized", "blocks.1.ln1.hook_scale",
+                 "blocks.0.ln2.hook_normalized", "blocks.1.ln2.hook_scale", "blocks.0.attn.hook_attn_scores"]:
         assert name in model.hook_dict
+        assert model.hook_dict[name].name == name  # the name hooks see (hook.name) and caches use
+
+
+def test_every_alias_is_documented_and_reaches_its_point(model):
+    doc = " ".join(hooks_module.__doc__.split())
+    for alias, target in hooks_module.ALIASES.items():
+        assert alias.removeprefix("blocks.{i}.") in doc, f"alias {alias} missing from the hooks.py docstring"
+        for layer in range(L):
+            a, t = alias.replace("{i}", str(layer)), target.replace("{i}", str(layer))
+            assert a not in dict.keys(model.hook_dict) and t in dict.keys(model.hook_dict)  # one entry per point
+            assert model.hook_dict[a] is model.hook_dict[t] and a in model.hook_dict
+            assert hooks_module.canonical_name(a) == t and a in hooks_module.aliases(t)
+
+
+def test_aliases_work_wherever_a_name_does(model):
+    """hooks(), run_with_cache (list, regex, callable filters), hook_dict and the cache."""
+    idx = torch.randint(0, V, (B, T))
+    old, new = "blocks.1.attn.hook_masked_scores", "blocks.1.attn.hook_attn_scores"
+    _, cache = model.run_with_cache(idx, names_filter=[old, "blocks.0.ln_1.hook_scale"])
+    assert set(cache) == {new, "blocks.0.ln1.hook_scale"}  # stored under the table's names
+    assert old in cache and torch.equal(cache[old], cache[new]) and cache.get(old) is cache[new]
+    assert cache["blocks.0.ln_1.hook_scale"] is cache["blocks.0.ln1.hook_scale"]
+    _, by_regex = model.run_with_cache(idx, names_filter=r"blocks\.\d+\.attn\.hook_masked_scores")
+    assert set(by_regex) == {f"blocks.{i}.attn.hook_attn_scores" for i in range(L)}
+    _, by_fn = model.run_with_cache(idx, names_filter=lambda n: ".ln_2." in n)
+    assert set(by_fn) == {f"blocks.{i}.ln2.{p}" for i in range(L) for p in ("hook_scale", "hook_normalized")}
+    _, tl_regex = model.run_with_cache(idx, names_filter=r"blocks\.\d+\.ln1\.hook_normalized")
+    assert set(tl_regex) == {f"blocks.{i}.ln1.hook_normalized" for i in range(L)}
+    seen = []
+    with model.hooks([(old, lambda t, hook: seen.append(hook.name))]):
+        model(idx)
+    assert seen == [new]
+
+
+def test_layer_norm_hook_points_follow_their_definitions(model):
+    """hook_scale = sqrt(var + eps); hook_normalized = (x - mean) / scale, so that
+    hook_normalized * weight + bias is the LayerNorm's output (TransformerLens's LayerNormPre)."""
+    with torch.no_grad():  # make the affine part visible
+        for module in model.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.normal_(1.0, 0.5)
+                module.bias.normal_(0.0, 0.5)
+    idx = torch.randint(0, V, (B, T))
+    logits, cache = model.run_with_cache(idx)
+    lns = [(f"blocks.{i}.ln1", f"blocks.{i}.hook_resid_pre", model.blocks[i].ln_1) for i in range(L)]
+    lns += [(f"blocks.{i}.ln2", f"blocks.{i}.hook_resid_mid", model.blocks[i].ln_2) for i in range(L)]
+    lns += [("ln_final", f"blocks.{L - 1}.hook_resid_post", model.ln_final)]
+    for prefix, resid, ln in lns:
+        x, scale, normalized = cache[resid], cache[prefix + ".hook_scale"], cache[prefix + ".hook_normalized"]
+        torch.testing.assert_close(scale, (x.var(-1, unbiased=False, keepdim=True) + ln.eps).sqrt())
+        torch.testing.assert_close(normalized, (x - x.mean(-1, keepdim=True)) / scale)
+        torch.testing.assert_close(normalized * ln.weight + ln.bias, F.layer_norm(x, (D,), ln.weight, ln.bias, ln.eps),
+                                   atol=1e-5, rtol=0)
+    final = cache["ln_final.hook_normalized"] * model.ln_final.weight + model.ln_final.bias
+    torch.testing.assert_close(logits, model.lm_head(final))
+    torch.testing.assert_close(logits, model(idx)[0], atol=1e-5, rtol=0)  # the fused path, unwatched
+
+
+def test_only_layer_norm_hooks_switch_a_layer_norm_to_the_explicit_path(model):
+    lns = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(lns) == 2 * L + 1 and not any(ln.explicit_path() for ln in lns)
+    with model.hooks([("blocks.0.hook_resid_pre", lambda t, h: None), ("ln_final.hook_normalized", lambda t, h: None)]):
+        assert [ln.explicit_path() for ln in lns] == [False] * (2 * L) + [True]
+    with model.hooks([("blocks.1.ln_1.hook_scale", lambda t, h: None)]):  # an alias
+        assert model.blocks[1].ln_1.explicit_path() and not model.blocks[1].ln_2.explicit_path()
+    assert not any(ln.explicit_path() for ln in lns)
+
+
+def test_attn_scores_are_the_masked_scores(model):
+    """hook_attn_scores (TransformerLens): hook_scores with -inf above the diagonal, before the softmax."""
+    _, cache = model.run_with_cache(torch.randint(0, V, (B, T)), names_filter=lambda n: "scores" in n or "pattern" in n)
+    above = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    for i in range(L):
+        scores, masked = cache[f"blocks.{i}.attn.hook_scores"], cache[f"blocks.{i}.attn.hook_attn_scores"]
+        assert torch.all(masked[..., above] == float("-inf")) and torch.all(torch.isfinite(masked[..., ~above]))
+        torch.testing.assert_close(masked, scores.masked_fill(above, float("-inf")))
+        torch.testing.assert_close(cache[f"blocks.{i}.attn.hook_pattern"], masked.softmax(-1))
+
+
+def test_pos_embed_has_transformerlens_shape(model):
+    """[B, T, d] (TransformerLens's shape): the position rows expanded over the batch, a view."""
+    idx = torch.randint(0, V, (B, T))
+    _, cache = model.run_with_cache(idx, names_filter=["hook_pos_embed", "hook_embed", "blocks.0.hook_resid_pre"])
+    assert cache["hook_pos_embed"].shape == (B, T, D)
+    torch.testing.assert_close(cache["hook_pos_embed"], model.wpe.weight[:T].expand(B, T, D))
+    torch.testing.assert_close(cache["blocks.0.hook_resid_pre"], cache["hook_embed"] + cache["hook_pos_embed"])
+    shapes = []
+    with model.hooks([("hook_pos_embed", lambda t, h: shapes.append(tuple(t.shape)))]):
+        model.generate(idx[:1, :3], 2, do_sample=False)  # with a KV cache: the new positions only
+    assert shapes == [(1, 3, D), (1, 1, D)]
 
 
 def test_run_with_cache_keeps_only_filtered_names_detached(model):
@@ -146,7 +239,7 @@ def test_only_pattern_hooks_switch_to_the_explicit_path(model):
     attn = model.blocks[0].attn
     with model.hooks(fwd_hooks=[("blocks.0.attn.hook_z", lambda t, h: None)]):
         assert not attn.explicit_path(torch.zeros(1))
-    for name in ("hook_scores", "hook_masked_scores", "hook_pattern"):
+    for name in ("hook_scores", "hook_attn_scores", "hook_masked_scores", "hook_pattern"):
         with model.hooks(fwd_hooks=[(f"blocks.0.attn.{name}", lambda t, h: None)]):
             assert attn.explicit_path(torch.zeros(1)) and not model.blocks[1].attn.explicit_path(torch.zeros(1))
 

@@ -83,6 +83,38 @@ def test_fast_and_explicit_attention_agree(bias):
     torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_and_explicit_layer_norm_agree(bias):
+    """A watched LayerNorm normalises explicitly (to show hook_scale / hook_normalized);
+    the numbers, gradients included, are those of the fused F.layer_norm to 1e-5."""
+    model = tiny(bias=bias).train()
+    with torch.no_grad():  # weights and biases away from their init of 1 and 0
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.normal_(1.0, 0.5)
+                if module.bias is not None:
+                    module.bias.normal_(0.0, 0.5)
+    idx = torch.randint(0, 37, (3, 16))
+    fused, fused_loss = model(idx, idx)
+    fused_grads = torch.autograd.grad(fused_loss, list(model.parameters()))
+    watch_all = [(lambda n: n.endswith(("hook_scale", "hook_normalized")), lambda t, h: None)]
+    with model.hooks(watch_all):
+        assert all(m.explicit_path() for m in model.modules() if hasattr(m, "hook_scale"))
+        explicit, explicit_loss = model(idx, idx)
+        explicit_grads = torch.autograd.grad(explicit_loss, list(model.parameters()))
+    torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=0)
+    for a, b in zip(explicit_grads, fused_grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert not any(m.explicit_path() for m in model.modules() if hasattr(m, "hook_scale"))  # idle again
+
+
+def test_state_dict_keeps_gpt2_layer_norm_names():
+    """The LayerNorms' hook points are named ln1/ln2 (TransformerLens), the modules stay ln_1/ln_2."""
+    keys = set(tiny().state_dict())
+    assert {"blocks.0.ln_1.weight", "blocks.0.ln_1.bias", "blocks.1.ln_2.weight", "ln_final.bias"} <= keys
+    assert not any(".ln1." in k or ".ln2." in k for k in keys)
+
+
 def test_loss_and_loss_mask():
     model = tiny()
     idx = torch.randint(0, 37, (2, 8))

@@ -7,11 +7,17 @@ the commands in ``gptdecoder.commands`` do that and call these.
 capture    capture_attention, patterns_from_cache, stack_patterns, example_views
 ablation   ablate_heads (zero / mean), patch_activations, head_ablation_scores,
            encode_examples + exact_match, ablation_rows, markdown_table
+scores     head_scores (TransformerLens's previous-token / duplicate-token / induction
+           detectors), repeated_random_tokens, source_positions + source_scores (attention
+           on a task's sources), attention_rollout
+lens       logit_lens, direct_logit_attribution (per head, MLP, embedding)
 masks      the mask debugger: checks (causal mask, loss mask, causality, gradient),
            the deliberately broken mask, head_steps, mask_report
 figures    every matplotlib figure: attention heatmaps, answer distributions,
            head scores, training_figures, bench_figure
 views      bertviz adapters and the offline HTML attention viewer
+report     the explain report: each head's role and plain sentences from the numbers,
+           as markdown, JSON and one self-contained HTML page
 
 Import from the module that holds a name (``from gptdecoder.lab.ablation import
 ablate_heads``): importing the lab's masks or ablation does not load matplotlib.

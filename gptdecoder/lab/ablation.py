@@ -117,7 +117,7 @@ def _position_and_head_dims(name: str) -> tuple[int, Optional[int]]:
     Attention matrices [B, heads, query, key] are patched per query position.
     """
     last = name.rsplit(".", 1)[-1]
-    if last in ("hook_scores", "hook_masked_scores", "hook_pattern"):
+    if last in ("hook_scores", "hook_attn_scores", "hook_masked_scores", "hook_pattern"):  # [B, nh, T_q, T_k]
         return 2, 1
     if last in ("hook_q", "hook_k", "hook_v", "hook_z"):
         return 1, 2

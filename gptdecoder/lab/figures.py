@@ -14,6 +14,7 @@ or a ``run_with_cache`` cache: one [batch, heads, T, T] tensor per layer.
 attention   plot_attention_grid, plot_head_average, plot_token_attention
 answers     plot_answer_distributions
 scores      plot_head_scores (head ablation, activation-patching sweeps)
+explain     plot_role_scores, plot_logit_lens, plot_logit_attribution, plot_head_patterns
 training    plot_training_loss, plot_accuracy, plot_text_losses, training_figures
 bench       bench_figure
 """
@@ -252,6 +253,167 @@ def plot_head_scores(
     ax.set_yticklabels(rows)
     ax.set_title(title + (f"\n(no ablation: {baseline:.2f})" if baseline is not None else ""), fontsize=11)
     fig.colorbar(image, ax=ax, label=label)
+    return fig
+
+
+# -- the explain report: what each head does, where the answer appears, who writes it ---------------
+
+
+def plot_role_scores(
+    scores: dict[str, np.ndarray],
+    marked: Optional[dict[str, np.ndarray]] = None,
+    chance: Optional[dict[str, float]] = None,
+    title: str = "Head scores",
+) -> Figure:
+    """One layer x head heatmap per head score (e.g. previous_token, induction), on one 0..1 scale.
+
+    The scores are attention shares, so the panels compare. ``marked`` (name -> bool
+    [layer, head]) boxes the cells that earn a head its role, and ``chance`` (name ->
+    what uniform attention scores) is written under each panel's title: a score means
+    something only well above it. NaN cells (a score that does not apply) stay blank.
+    """
+    names = list(scores)
+    arrays = [np.asarray(scores[name], dtype=float) for name in names]
+    n_layer, n_head = arrays[0].shape
+    panel_w, panel_h = 0.55 * n_head + 0.9, 0.5 * n_layer + 0.9
+    n_cols = min(len(names), 4 if n_head <= 4 else 2)  # wide panels go two to a row, so the page stays readable
+    n_rows = math.ceil(len(names) / n_cols)
+    fig = Figure(figsize=(panel_w * n_cols + 1.2, (panel_h + 0.7) * n_rows + 0.4), layout="constrained")
+    grid = fig.subplots(n_rows, n_cols, squeeze=False)
+    for ax in grid.flat[len(names):]:
+        ax.set_visible(False)
+    axes = list(grid.flat[: len(names)])
+    image = None
+    for ax, name, values in zip(axes, names, arrays):
+        image = ax.imshow(values, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
+        boxes = np.asarray(marked[name], dtype=bool) if marked and name in marked else np.zeros_like(values, bool)
+        for r in range(n_layer):
+            for c in range(n_head):
+                value = values[r, c]
+                if np.isnan(value):
+                    continue
+                if n_head <= 12:  # beyond that the numbers no longer fit in their cells
+                    ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if value < 0.5 else "black")
+                if boxes[r, c]:
+                    ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        label = name.replace("_task", " (on the task)").replace("_", " ")
+        level = (chance or {}).get(name)
+        if level is not None and not math.isnan(level):
+            label += f"\nuniform attention: {level:.2f}"
+        ax.set_title(label, fontsize=9)
+        ax.set_xticks(range(n_head))
+        ax.set_xticklabels([str(h) for h in range(n_head)], fontsize=8)
+        ax.set_yticks(range(n_layer))
+        ax.set_yticklabels([f"L{layer}" for layer in range(n_layer)], fontsize=8)
+        ax.set_xlabel("head", fontsize=9)
+    fig.colorbar(image, ax=axes, shrink=0.9, label="score (share of attention)")
+    fig.suptitle(title + ("  (red box: the score gives the head its role)" if marked else ""), fontsize=11)
+    return fig
+
+
+def plot_logit_lens(accuracy: Sequence[float], mean_rank: Sequence[float],
+                    labels: Optional[Sequence[str]] = None, title: str = "Logit lens") -> Figure:
+    """Accuracy and mean rank of the correct answer token, read off the residual stream at each stage.
+
+    Stage 0 is the embeddings, stage i the residual stream after block i-1, each read
+    through the final layer norm and the unembedding: where the curve jumps is the
+    block that makes the answer readable. The rank axis turns logarithmic above 1 when
+    ranks reach past 10 (in a big vocabulary they fall by orders of magnitude) and stays
+    linear below, so a mean rank near 0 is drawn at 0.
+    """
+    accuracy, mean_rank = np.asarray(accuracy, dtype=float), np.asarray(mean_rank, dtype=float)
+    labels = list(labels or ["embed"] + [f"block {i}" for i in range(len(accuracy) - 1)])
+    xs = np.arange(len(accuracy))
+    fig = Figure(figsize=(max(6.0, 0.7 * len(xs) + 3.0), 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot(xs, accuracy, marker="o")
+    left.set_ylim(-0.02, 1.02)
+    left.set_ylabel("correct answer token is the top prediction")
+    right.plot(xs, mean_rank, marker="o", color="tab:orange")
+    right.set_ylabel("mean rank of the correct token (0 = top)")
+    if len(mean_rank) and np.nanmax(mean_rank) > 10:
+        right.set_yscale("symlog", linthresh=1.0)
+    for ax in (left, right):
+        ax.set_xticks(xs)
+        ax.set_xticklabels(labels, rotation=45 if len(xs) > 6 else 0, fontsize=8)
+        ax.set_xlabel("residual stream after")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_logit_attribution(heads: np.ndarray, mlps: Sequence[float], attn_bias: Optional[Sequence[float]] = None,
+                           embed: Optional[float] = None, title: str = "Direct logit attribution") -> Figure:
+    """Each component's direct contribution to the correct answer's logit: layer x (heads, MLP).
+
+    Rows are layers; the columns are the heads, then the attention output bias (when
+    given) and the MLP of that layer. Red writes toward the correct answer, blue against
+    it, on a scale symmetric around 0; the embeddings' share is in the title.
+    """
+    heads = np.asarray(heads, dtype=float)
+    n_layer, n_head = heads.shape
+    columns = [f"H{h}" for h in range(n_head)]
+    blocks = [heads]
+    if attn_bias is not None:
+        columns.append("bias")
+        blocks.append(np.asarray(attn_bias, dtype=float)[:, None])
+    columns.append("MLP")
+    blocks.append(np.asarray(mlps, dtype=float)[:, None])
+    values = np.concatenate(blocks, axis=1)
+    limit = max(float(np.nanmax(np.abs(values))) if values.size else 0.0, 1e-6)
+    n_cols = values.shape[1]
+    fig = Figure(figsize=(0.75 * n_cols + 3.0, 0.55 * n_layer + 1.8), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest", aspect="auto")
+    if n_cols <= 16:
+        for r in range(n_layer):
+            for c in range(n_cols):
+                ax.text(c, r, f"{values[r, c]:+.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(values[r, c]) > 0.6 * limit else "black")
+    ax.axvline(n_head - 0.5, color="black", linewidth=1.0)  # heads | the rest of the layer
+    ax.set_xticks(range(n_cols))
+    ax.set_xticklabels(columns, fontsize=8)
+    ax.set_yticks(range(n_layer))
+    ax.set_yticklabels([f"layer {layer}" for layer in range(n_layer)], fontsize=8)
+    embedded = f"\n(embeddings: {embed:+.2f})" if embed is not None else ""
+    ax.set_title(title + embedded, fontsize=11)
+    fig.colorbar(image, ax=ax, label="correct logit - mean logit")
+    return fig
+
+
+def plot_head_patterns(
+    patterns: Patterns,
+    tokens: Sequence[str],
+    heads: Sequence[tuple[int, int]],
+    boundary: Optional[int] = None,
+    titles: Optional[Sequence[str]] = None,
+    batch_index: int = 0,
+    title: str = "Attention of the chosen heads",
+) -> Figure:
+    """The patterns of a few chosen (layer, head) pairs side by side, raw values on a 0..1 scale.
+
+    For a model with many heads the full grid (plot_attention_grid) is too big to read;
+    this shows only the heads worth looking at, each titled by ``titles`` when given.
+    """
+    arr = as_layer_head_array(patterns, batch_index)
+    T = arr.shape[-1]
+    if not heads:
+        raise ValueError("plot_head_patterns: no heads to draw")
+    panel = float(np.clip(0.22 * T, 2.6, 4.0))
+    fig = Figure(figsize=(panel * len(heads) + 1.4, panel + 1.8), layout="constrained")
+    axes = fig.subplots(1, len(heads), squeeze=False)[0]
+    fontsize = _tick_fontsize(T, panel)
+    image = None
+    for i, (ax, (layer, head)) in enumerate(zip(axes, heads)):
+        image = ax.imshow(arr[layer, head], cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+        _draw_boundary(ax, boundary, T)
+        _label_axes(ax, tokens, fontsize, y=i == 0)
+        ax.set_title(titles[i] if titles else f"L{layer}H{head}", fontsize=9)
+        ax.set_xlabel("key (attends to)", fontsize=8)
+    axes[0].set_ylabel("query (attends from)", fontsize=8)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="attention weight")
+    fig.suptitle(title + ("  (dashed: prompt | answer)" if boundary else ""), fontsize=11)
     return fig
 
 

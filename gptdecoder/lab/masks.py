@@ -13,7 +13,7 @@ For one example it answers "are the causal mask and the loss mask right?" with
 prints it and exits 1 if any check fails, so the command doubles as a test.
 
 Two deliberately broken variants show what the checks catch: ``mask="none"`` removes
-the causal mask (a hook on hook_masked_scores hands back the unmasked scores captured
+the causal mask (a hook on hook_attn_scores hands back the unmasked scores captured
 at hook_scores), and ``loss_mask="all"`` scores the prompt tokens too.
 
 Everything here returns values or strings; nothing prints.
@@ -56,7 +56,7 @@ class Check:
 def no_causal_mask_hooks(n_layer: int) -> HookList:
     """Hooks that undo the causal mask in every layer (the ``mask="none"`` bug).
 
-    hook_scores runs just before hook_masked_scores in the same layer, so the first hook
+    hook_scores runs just before hook_attn_scores in the same layer, so the first hook
     remembers the unmasked scores and the second returns them in place of the masked ones.
     """
     unmasked: dict[int, torch.Tensor] = {}
@@ -70,7 +70,7 @@ def no_causal_mask_hooks(n_layer: int) -> HookList:
             return unmasked[layer]
 
         fwd_hooks.append((f"blocks.{layer}.attn.hook_scores", remember))
-        fwd_hooks.append((f"blocks.{layer}.attn.hook_masked_scores", unmask))
+        fwd_hooks.append((f"blocks.{layer}.attn.hook_attn_scores", unmask))
     return fwd_hooks
 
 
@@ -133,18 +133,18 @@ def head_steps(
     """One head's attention for idx (1, T), as four [T, T] matrices in computation order.
 
     ``Q.K^T`` is recomputed from hook_q / hook_k; the other three are what the model
-    itself produced at hook_scores / hook_masked_scores / hook_pattern (with any
+    itself produced at hook_scores / hook_attn_scores / hook_pattern (with any
     ``fwd_hooks`` -- e.g. the broken mask -- in effect).
     """
     prefix = f"blocks.{layer}.attn."
-    names = [prefix + n for n in ("hook_q", "hook_k", "hook_scores", "hook_masked_scores", "hook_pattern")]
+    names = [prefix + n for n in ("hook_q", "hook_k", "hook_scores", "hook_attn_scores", "hook_pattern")]
     with model.hooks(fwd_hooks=list(fwd_hooks)):
         _, cache = model.run_with_cache(idx, names_filter=names)
     q, k = cache[prefix + "hook_q"][0, :, head], cache[prefix + "hook_k"][0, :, head]  # (T, hs)
     return {
         "Q.K^T (raw)": q @ k.T,
         f"scaled: Q.K^T / sqrt(d_head={q.size(-1)})": cache[prefix + "hook_scores"][0, head],
-        "masked: -inf where key > query": cache[prefix + "hook_masked_scores"][0, head],
+        "masked: -inf where key > query": cache[prefix + "hook_attn_scores"][0, head],
         "softmax: the attention pattern": cache[prefix + "hook_pattern"][0, head],
     }
 

@@ -46,6 +46,19 @@ class AdditionTask(Task):
         digits = [int(c) for c in str(a + b).zfill(n + 1)]
         return digits[::-1] if self.reverse_output else digits
 
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """The two operand digits added to make each answer digit.
+
+        Operands are written most significant digit first: the digit of place p (p = 0
+        for units) is at n-1-p in a and at 2n-p in b (after the '+'). Answer digit j has
+        place j with ``reverse_output``, else place n - j. The top digit (place n) is only
+        the carry out of place n-1, so its sources are the two leading digits, which
+        decide that carry unless their sum is exactly 9 (then lower places do too).
+        """
+        n = self.num_digits
+        places = [j if self.reverse_output else n - j for j in range(len(answer))]
+        return [[n - 1 - p, 2 * n - p] if p < n else [0, n + 1] for p in places]
+
 
 @dataclasses.dataclass
 class ModularTask(Task):
@@ -79,6 +92,10 @@ class ModularTask(Task):
     def solve(self, prompt: list[int]) -> list[int]:
         a, b, p = prompt[0], prompt[2], self.modulus
         return [{"+": a + b, "-": a - b, "*": a * b}[self.op] % p]
+
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """The answer is a function of both operands: positions 0 and 2."""
+        return [[0, 2] for _ in answer]
 
     def all_prompts(self) -> Optional[Iterator[list[int]]]:
         op, eq = self.token(self.op), self.token("=")
@@ -125,6 +142,14 @@ class ParityTask(Task):
             prefix_parity ^= bit
             running.append(prefix_parity)
         return running if self.running else running[-1:]
+
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """Running parity: answer j is answer j-1 XOR bit j. The earlier answer is the
+        model's own previous token, not a prompt position, so the source is bit j alone.
+        Final parity only: every bit."""
+        if self.running:
+            return [[j] for j in range(len(answer))]
+        return [list(range(len(prompt) - 1)) for _ in answer]
 
     def all_prompts(self) -> Optional[Iterator[list[int]]]:
         listed = enumerate_sequences(2, range(self.min_length or self.length, self.length + 1))

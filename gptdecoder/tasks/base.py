@@ -84,6 +84,16 @@ class Task:
         """Every possible prompt, when the space is small enough to list; else None."""
         return None
 
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """For each answer token, the prompt positions holding what it is computed from.
+
+        The attention lab scores each head by how much attention the position that
+        predicts answer token j pays to these positions (gptdecoder/lab/scores.py).
+        The base class knows no task, so every answer token gets [] (no source):
+        a score built on it then leaves the task out instead of guessing.
+        """
+        return [[] for _ in answer]
+
     @property
     def samples_uniformly(self) -> bool:
         """True when sample_prompt draws uniformly from all_prompts()."""

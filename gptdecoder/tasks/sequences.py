@@ -71,6 +71,12 @@ class SortTask(Task):
         digits = prompt[:-1] if self.length_varies else prompt
         return sorted(digits)
 
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """Every prompt position holding the answer token's digit: a sorter can copy it
+        from any of them (which one is counted is the model's business)."""
+        digits = prompt[:-1] if self.length_varies else prompt
+        return [[i for i, t in enumerate(digits) if t == a] for a in answer]
+
     def all_prompts(self) -> Optional[Iterator[list[int]]]:
         if not self.length_varies:
             return enumerate_sequences(self.num_digits, [self.length])
@@ -139,6 +145,11 @@ class ReverseTask(_SeparatedSequenceTask):
     def solve(self, prompt: list[int]) -> list[int]:
         return prompt[-2::-1]
 
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """Answer token j is digit n-1-j of the n digits: the mirrored position."""
+        n = len(prompt) - 1  # the digits, without the '='
+        return [[n - 1 - j] for j in range(len(answer))]
+
 
 @dataclasses.dataclass
 class CopyTask(_SeparatedSequenceTask):
@@ -148,6 +159,10 @@ class CopyTask(_SeparatedSequenceTask):
 
     def solve(self, prompt: list[int]) -> list[int]:
         return prompt[:-1]
+
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """Answer token j is digit j: the same position."""
+        return [[j] for j in range(len(answer))]
 
 
 @dataclasses.dataclass
@@ -180,3 +195,9 @@ class HistogramTask(_EqualsTerminated, Task):
     def solve(self, prompt: list[int]) -> list[int]:
         letters = prompt[:-1]
         return [self.token(str(letters.count(t))) for t in letters]
+
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """Answer token j counts letter j: every position holding that letter (j included),
+        the positions a one-layer solution attends to."""
+        letters = prompt[:-1]
+        return [[i for i, t in enumerate(letters) if t == letters[j]] for j in range(len(answer))]

@@ -91,6 +91,12 @@ class RecallTask(Task):
         pairs = prompt[: list(prompt).index(self.token("?"))]
         return [pairs[pairs.index(query) + 1]]
 
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """The queried key's value in the key-value pairs (the position an induction head
+        attends to: right after the earlier copy of the query key)."""
+        pairs = list(prompt[: list(prompt).index(self.token("?"))])
+        return [[pairs.index(prompt[-1]) + 1]]
+
 
 @dataclasses.dataclass
 class DyckTask(Task):
@@ -146,3 +152,14 @@ class DyckTask(Task):
             else:
                 stack.pop()
         return [self.kinds + k for k in reversed(stack)] + [self.token(".")]
+
+    def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
+        """Each closer: the position of the unmatched opener it closes (innermost first).
+        The final '.' says the stack is empty, which no single position holds: []."""
+        open_at: list[int] = []  # positions of the unmatched openers
+        for i, t in enumerate(prompt[:-1]):
+            if t < self.kinds:
+                open_at.append(i)
+            else:
+                open_at.pop()
+        return [[i] for i in reversed(open_at)] + [[]]
