@@ -28,7 +28,7 @@ START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 # (script and its arguments, the lines of its output that carry the figures, by their start)
 GENERATE_LINES = ("shape:", "same greedy", "kv-cache", "full-recompute", "speed-up")
 BENCHMARKS = [
-    (["train_step.py"], ("shape:", "ours ", "HF ", "speed-ups", "  ours")),
+    (["train_step.py", "--rounds", "9"], ("shape:", "ours ", "HF ", "speed-ups", "  ours")),
     (["hooks_overhead.py"], ("shape:", "train step", "  -> ratio", "forward capturing")),
     (["generate_speed.py"], GENERATE_LINES),  # torch's default thread count
     (["generate_speed.py", "--threads", "1"], GENERATE_LINES),  # what `generate` uses by default

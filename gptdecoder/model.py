@@ -309,16 +309,11 @@ class GPT(nn.Module):
         generator = torch.Generator(idx.device).manual_seed(seed) if seed is not None else None
         stop = torch.tensor(sorted(set(stop_tokens or [])), dtype=torch.long, device=idx.device)
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
-        block = self.config.block_size
         cache: Optional[KVCache] = None
         with torch.inference_mode():
             for _ in range(max_new_tokens):
-                if cache is None or cache.length >= block:  # first step, or the window slid: encode it
-                    cache = KVCache(self.config, idx.size(0), block)
-                    logits, _ = self(idx[:, -block:], kv_cache=cache)
-                else:  # the cache holds everything but the newest token
-                    logits, _ = self(idx[:, -1:], kv_cache=cache)
-                next_id = sample_next(logits[:, -1, :], temperature, top_k, top_p, do_sample, generator)  # (B, 1)
+                logits, cache = self.next_token_logits(idx, cache)  # (B, vocab)
+                next_id = sample_next(logits, temperature, top_k, top_p, do_sample, generator)  # (B, 1)
                 if stop.numel():
                     next_id = torch.where(done[:, None], idx[:, -1:], next_id)  # finished rows repeat their stop
                     done |= torch.isin(next_id[:, 0], stop)
@@ -326,6 +321,22 @@ class GPT(nn.Module):
                 if stop.numel() and bool(done.all()):
                     break
         return idx.clone()  # outside inference mode: a tensor autograd may use later
+
+    def next_token_logits(self, idx: torch.Tensor, cache: Optional[KVCache]) -> tuple[torch.Tensor, KVCache]:
+        """Logits (B, vocab) of the token after idx (B, n), and the cache to pass next time.
+
+        A cache that holds all of idx but its newest token is fed only that token. The
+        first time, or once the sequence has outgrown block_size (the window slid, and
+        absolute positions make the cached keys wrong), the last block_size tokens are
+        encoded into a fresh cache.
+        """
+        block = self.config.block_size
+        if cache is None or cache.length >= block:
+            cache = KVCache(self.config, idx.size(0), block)
+            logits, _ = self(idx[:, -block:], kv_cache=cache)
+        else:
+            logits, _ = self(idx[:, -1:], kv_cache=cache)
+        return logits[:, -1, :], cache
 
     # -- the attention lab's entry points (TransformerLens's names; see gptdecoder/hooks.py) --
 

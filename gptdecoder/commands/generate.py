@@ -73,10 +73,8 @@ def stream_tokens(
 ) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` new token ids continuing ``prompt``; temperature 0 is greedy.
 
-    Mirrors GPT.generate for one sequence: the first step encodes the last block_size
-    tokens into a KV cache, then each step feeds only the newest token; when the
-    sequence outgrows block_size the window slides and is encoded afresh (positions
-    are absolute, so cached keys cannot be reused after a shift).
+    Makes GPT.generate's choices for one sequence, through the same
+    ``GPT.next_token_logits`` (KV cache, window sliding past block_size).
 
     ``n_choices`` limits the choice to ids below it: a vocabulary padded past its
     tokenizer's (nanoGPT gives GPT-2's 50257 tokens 50304 rows) has ids that decode to
@@ -85,18 +83,13 @@ def stream_tokens(
     if not prompt:
         raise UserError("the prompt encodes to no tokens: give at least one character")
     device = next(model.parameters()).device
-    block = model.config.block_size
-    tokens = list(prompt)
+    idx = torch.tensor([prompt], device=device)  # (1, n)
     cache: Optional[KVCache] = None
     for _ in range(max_new_tokens):
-        if cache is not None and len(tokens) <= block:
-            logits, _ = model(torch.tensor([tokens[-1:]], device=device), kv_cache=cache)
-        else:
-            cache = KVCache(model.config, 1, block)
-            logits, _ = model(torch.tensor([tokens[-block:]], device=device), kv_cache=cache)
-        next_id = int(sample_next(logits[:, -1, :n_choices], temperature, top_k, top_p, temperature > 0, generator))
-        tokens.append(next_id)
-        yield next_id
+        logits, cache = model.next_token_logits(idx, cache)  # (1, vocab)
+        next_id = sample_next(logits[:, :n_choices], temperature, top_k, top_p, temperature > 0, generator)  # (1, 1)
+        idx = torch.cat((idx, next_id), dim=1)
+        yield int(next_id)
 
 
 class Session:
