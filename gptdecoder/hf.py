@@ -23,6 +23,7 @@ that our loader uses to rebuild the bias-free model; transformers ignores that k
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from gptdecoder.config import validate_model
+from gptdecoder.config import build_section, validate_model
 from gptdecoder.errors import UserError
 from gptdecoder.storage import load_weights_only
 from gptdecoder.model import GPT, GPTConfig
@@ -52,10 +53,10 @@ def config_from_hf(hf: dict) -> GPTConfig:
     if hf.get("model_type", "gpt2") != "gpt2":
         raise UserError(f"model_type={hf.get('model_type')!r}: only GPT-2 checkpoints (model_type 'gpt2') load")
     act = hf.get("activation_function", "gelu_new")
-    if act not in _ACTIVATIONS:
+    if not isinstance(act, str) or act not in _ACTIVATIONS:
         raise UserError(f"activation_function={act!r} is not supported: expected one of {', '.join(_ACTIVATIONS)}")
     eps = hf.get("layer_norm_epsilon", 1e-5)
-    if abs(eps - _LAYER_NORM_EPS) > 1e-12:
+    if not isinstance(eps, (int, float)) or abs(eps - _LAYER_NORM_EPS) > 1e-12:
         raise UserError(f"layer_norm_epsilon={eps} is not supported: the model's LayerNorm uses {_LAYER_NORM_EPS}")
     unsupported = {  # key: the only value we implement
         "scale_attn_weights": True,
@@ -65,24 +66,23 @@ def config_from_hf(hf: dict) -> GPTConfig:
     for key, expected in unsupported.items():
         if hf.get(key, expected) != expected:
             raise UserError(f"{key}={hf[key]!r} is not supported (only {expected!r})")
-    d_model = hf.get("n_embd", 768)
-    n_inner = hf.get("n_inner") or 4 * d_model
-    if n_inner % d_model != 0:
-        raise UserError(f"n_inner={n_inner} is not a multiple of n_embd={d_model}: mlp_ratio must be an integer")
-    dropouts = {hf.get(k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
-    try:
-        config = GPTConfig(
-            vocab_size=hf.get("vocab_size", 50257),
-            block_size=hf.get("n_positions", 1024),
-            n_layer=hf.get("n_layer", 12),
-            n_head=hf.get("n_head", 12),
-            d_model=d_model,
-            mlp_ratio=n_inner // d_model,
-            dropout=float(max(dropouts)),  # one rate in our model; HF's three are usually equal
-            bias=bool(hf.get("gptdecoder_bias", True)),
-            tie_weights=bool(hf.get("tie_word_embeddings", True)),
-            activation=_ACTIVATIONS[act],
-        )
+    try:  # each value type-checked by the config schema (strict: "16" is not 16, "false" not False)
+        sizes = build_section(GPTConfig, {"d_model": hf.get("n_embd", 768), "n_layer": hf.get("n_layer", 12),
+                                          "n_head": hf.get("n_head", 12), "vocab_size": hf.get("vocab_size", 50257),
+                                          "block_size": hf.get("n_positions", 1024)}, "config.json")
+        if sizes.vocab_size is None or sizes.block_size is None:
+            raise UserError("vocab_size and n_positions must be numbers, not null")
+        d_model = sizes.d_model
+        n_inner = build_section(GPTConfig, {"mlp_ratio": hf.get("n_inner") or 4 * d_model}, "n_inner").mlp_ratio
+        if n_inner % d_model != 0:
+            raise UserError(f"n_inner={n_inner} is not a multiple of n_embd={d_model}: mlp_ratio must be an integer")
+        dropouts = [build_section(GPTConfig, {"dropout": hf.get(k, 0.1)}, k).dropout
+                    for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop")]
+        flags = build_section(GPTConfig, {"bias": hf.get("gptdecoder_bias", True),
+                                          "tie_weights": hf.get("tie_word_embeddings", True)}, "config.json")
+        config = dataclasses.replace(sizes, mlp_ratio=n_inner // d_model, bias=flags.bias, tie_weights=flags.tie_weights,
+                                     dropout=max(dropouts),  # one rate in our model; HF's three are usually equal
+                                     activation=_ACTIVATIONS[act])
         validate_model(config)
     except UserError as e:
         raise UserError(f"config.json describes a model we cannot build: {e}") from None

@@ -12,7 +12,7 @@ meaning; the others are this project's. "also X" is an alias (X after ``blocks.{
 name                              shape                TL  what
 ================================  ===================  ==  ======================================================
 hook_embed                        [B, T, d]            TL  token embeddings
-hook_pos_embed                    [B, T, d]            TL  position embeddings (a view expanded over B)
+hook_pos_embed                    [B, T, d]            TL  position embeddings (a view expanded over B: return a new tensor, do not edit it in place)
 blocks.{i}.hook_resid_pre         [B, T, d]            TL  residual stream into block i
 blocks.{i}.ln1.hook_scale         [B, T, 1]            TL  sqrt(var + eps) of ln_1's input; also ln_1.hook_scale
 blocks.{i}.ln1.hook_normalized    [B, T, d]            TL  (x - mean) / scale, before ln_1's weight and bias;

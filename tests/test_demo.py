@@ -41,3 +41,17 @@ def test_bad_input_exits_2_with_one_line_and_overwrites_nothing(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert (out / "ckpt.pt").read_bytes() == b"precious"
     assert sorted(p.name for p in out.iterdir()) == ["ckpt.pt"]
+
+
+def test_an_output_path_that_is_a_file_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    from gptdecoder.cli import main
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", "-c", str(ROOT / "config.yaml"), "--out", str(blocker / "run"), "--no-progress"])
+    assert code == 2 and err.getvalue().startswith("error: ") and err.getvalue().count("\n") == 1

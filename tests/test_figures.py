@@ -96,3 +96,16 @@ def test_bench_figure_groups_bars_by_task_and_model(tmp_path):
 
 def test_bench_figure_of_no_rows_draws():
     assert isinstance(bench_figure([]), Figure)
+
+
+def test_answer_distributions_of_a_huge_vocabulary_show_the_task_and_the_picks():
+    """A GPT-2-sized model borrowed for a task: columns are the task's symbols and what it picks."""
+    import torch
+
+    from gptdecoder.lab.figures import plot_answer_distributions
+
+    probs = torch.full((2, 50257), 1e-6)
+    probs[0, 1], probs[1, 40000] = 0.9, 0.9  # the second position picks an id far outside the task
+    fig = plot_answer_distributions(probs, ["0", "1", "2"], targets=[1, 2], positions=[5, 6])
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["0", "1", "2", "<40000>"]

@@ -125,3 +125,14 @@ def test_missing_checkpoint_is_a_user_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(UserError, match="model.safetensors"):
         hf.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("change", [{"n_embd": "16"}, {"n_layer": 1.5}, {"vocab_size": None}, {"resid_pdrop": "0.1"},
+                                    {"activation_function": ["gelu"]}, {"tie_word_embeddings": "false"},
+                                    {"layer_norm_epsilon": "x"}])
+def test_a_config_json_of_the_wrong_types_is_one_clear_error(change):
+    from gptdecoder.hf import config_from_hf
+
+    raw = {"model_type": "gpt2", "n_embd": 16, "n_layer": 1, "n_head": 2, "vocab_size": 11, "n_positions": 8}
+    with pytest.raises(UserError):
+        config_from_hf({**raw, **change})

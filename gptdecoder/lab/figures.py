@@ -187,26 +187,31 @@ def plot_answer_distributions(
     probabilities are written in the cells.
     """
     p = probs.detach().float().cpu().numpy()
+    # a model borrowed for a task may have far more ids than the task has symbols (GPT-2:
+    # 50257): show the task's symbols and any other id the model would pick
+    picks = p.argmax(axis=1)
+    ids = sorted(set(range(min(len(symbols), p.shape[1]))) | {int(i) for i in picks} | {int(t) for t in targets})
+    names = [symbols[i] if i < len(symbols) else f"<{i}>" for i in ids]
+    column = {token: col for col, token in enumerate(ids)}
+    p = p[:, ids]
     n, vocab = p.shape
     width = float(np.clip(0.35 * vocab, 5.0, 14.0))
     fig = Figure(figsize=(width + 2.5, 0.45 * n + 1.8), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(p, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
     for row, target in enumerate(targets):
-        ax.add_patch(Rectangle((target - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        ax.add_patch(Rectangle((column[target] - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     if vocab <= 16:
         for row in range(n):
             for col in range(vocab):
                 ax.text(col, row, _cell_text(p[row, col]), ha="center", va="center", fontsize=8,
                         color="white" if p[row, col] < 0.5 else "black")
-    # a model borrowed for a task may have more ids than the task has symbols: name those by id
-    names = [symbols[i] if i < len(symbols) else f"<{i}>" for i in range(vocab)]
     row_labels = []
     for row, (pos, target) in enumerate(zip(positions, targets)):
-        pick = int(p[row].argmax())
-        mark = "ok" if pick == target else "WRONG"
+        pick = int(p[row].argmax())  # a column
+        mark = "ok" if pick == column[target] else "WRONG"
         picked = f"{names[pick]} ({_cell_text(p[row, pick])})"
-        row_labels.append(f"pos {pos}: want {names[target]}, picks {picked} {mark}")
+        row_labels.append(f"pos {pos}: want {names[column[target]]}, picks {picked} {mark}")
     ax.set_yticks(range(n))
     ax.set_yticklabels(row_labels, fontsize=8)
     ax.set_xticks(range(vocab))
