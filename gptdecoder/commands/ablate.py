@@ -18,6 +18,7 @@ import io
 from pathlib import Path
 
 from gptdecoder.storage import write_atomic
+from gptdecoder.commands import add_model_arguments
 from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import ablation_rows, encode_examples, head_ablation_scores, markdown_table
 from gptdecoder.runs import load_model, task_for
@@ -35,14 +36,7 @@ def csv_text(rows: list[dict]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # dest run_dir: the command line keeps each command's entry point in args.run
-    parser.add_argument("--run", dest="run_dir", metavar="PATH", required=True,
-                        help="run directory written by the trainer (e.g. runs/config), Hugging Face GPT-2 "
-                             "directory or nanoGPT ckpt.pt")
-    parser.add_argument("-c", "--config", default=None,
-                        help="for a model without a task (Hugging Face, nanoGPT, text runs): the YAML config "
-                             "whose task's held-out examples are scored (a task run's own config may be given, "
-                             "another task's is refused)")
+    add_model_arguments(parser)
     parser.add_argument("--mode", choices=("zero", "mean"), default="zero",
                         help="replace the head's output by zeros, or by its mean over the held-out set")
     parser.add_argument("--examples", type=int, default=1000, help="held-out examples to score (default 1000)")

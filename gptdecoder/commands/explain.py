@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from gptdecoder.commands import add_model_arguments
 from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import ablation_hooks, encode_examples, exact_match, head_ablation_scores
 from gptdecoder.lab.capture import example_views, most_varied
@@ -50,13 +51,7 @@ MAP_HEADS = 4  # attention maps drawn
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # dest run_dir: the command line keeps each command's entry point in args.run
-    parser.add_argument("--run", dest="run_dir", metavar="PATH", required=True,
-                        help="run directory written by the trainer (e.g. runs/config), Hugging Face GPT-2 "
-                             "directory or nanoGPT ckpt.pt")
-    parser.add_argument("-c", "--config", default=None,
-                        help="for a model without a task (Hugging Face, nanoGPT, text runs): the YAML config "
-                             "whose task's held-out examples are examined")
+    add_model_arguments(parser)
     parser.add_argument("--examples", type=int, default=500, help="held-out examples to score (default 500)")
     parser.add_argument("--out", help="where to write the report (default: PATH/explain; required for "
                                       "other models)")
