@@ -33,10 +33,11 @@ from pydantic import TypeAdapter, ValidationError
 from gptdecoder import runtime
 from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
-from gptdecoder.model import ACTIVATIONS, GPTConfig
+from gptdecoder.model import ACTIVATIONS, POS_ENCODINGS, GPTConfig
 from gptdecoder.tasks import TASKS, did_you_mean, get_task, task_fields
 
 TOKENIZERS = ("char", "gpt2", "bpe")
+OPTIMIZERS = ("adamw", "muon")
 SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")  # 1e-3, which YAML 1.1 leaves a string
 
 
@@ -81,6 +82,11 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max gradient norm; 0 switches clipping off
+    # adamw: AdamW for every parameter. muon: torch.optim.Muon for the 2-D matrices inside
+    # the blocks, AdamW (at lr) for embeddings, the LM head, norms and biases.
+    optimizer: str = "adamw"
+    muon_lr: float = 0.02  # muon: peak lr of the hidden matrices (the same schedule as lr)
+    muon_momentum: float = 0.95  # muon: its momentum
     eval_interval: int = 50  # quick held-out eval (eval.quick_examples) every N iters
     stop_at_accuracy: Optional[float] = 1.0  # stop once held-out exact match reaches this
     log_interval: int = 10
@@ -258,6 +264,11 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise UserError(f"{key}={value!r}: expected a positive number")
+    if train.optimizer not in OPTIMIZERS:
+        raise UserError(f"train.optimizer={train.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+    if train.muon_lr <= 0 or not 0.0 <= train.muon_momentum < 1.0:
+        raise UserError(f"train.muon_lr={train.muon_lr}, train.muon_momentum={train.muon_momentum}: "
+                        "expected lr > 0 and momentum in [0, 1)")
     if train.batch_size % train.grad_accum:
         raise UserError(f"train.batch_size={train.batch_size} is not divisible by train.grad_accum={train.grad_accum}")
     if train.stop_at_accuracy is not None and not 0.0 < train.stop_at_accuracy <= 1.0:
@@ -283,6 +294,19 @@ def validate_model(model: GPTConfig) -> None:
         raise UserError(f"model.dropout={model.dropout!r}: expected a number in [0, 1)")
     if model.activation not in ACTIVATIONS:
         raise UserError(f"model.activation={model.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+    if model.pos_encoding not in POS_ENCODINGS:
+        raise UserError(f"model.pos_encoding={model.pos_encoding!r}: expected one of {', '.join(POS_ENCODINGS)}")
+    if model.random_positions < 0:
+        raise UserError(f"model.random_positions={model.random_positions}: expected 0 (off) or a positive integer")
+    if model.random_positions and model.block_size and model.random_positions < model.block_size:
+        raise UserError(f"model.random_positions={model.random_positions} is smaller than model.block_size="
+                        f"{model.block_size}: expected 0 (off) or a range at least as long as the context")
+    if model.pos_encoding == "rope" and model.d_head % 2:
+        raise UserError(f"model.pos_encoding=rope needs an even head size; d_model/n_head = {model.d_head}")
+    if model.rope_base <= 1.0:
+        raise UserError(f"model.rope_base={model.rope_base}: expected a number > 1")
+    if model.logit_softcap is not None and model.logit_softcap <= 0:
+        raise UserError(f"model.logit_softcap={model.logit_softcap}: expected a positive number or null (off)")
 
 
 def checked_task(task: TaskConfig) -> TaskConfig:

@@ -21,8 +21,20 @@ from torch import nn
 
 from gptdecoder.hooks import HookFn, HookPoint, NamesFilter, attach_hooks, name_hook_points, run_with_cache
 
-# config name -> F.gelu's `approximate` argument
-ACTIVATIONS = {"gelu_tanh": "tanh", "gelu": "none"}
+# The MLP's non-linearity, by config name. GPT-2 uses the tanh approximation of GELU;
+# nanoGPT the exact one; relu2 (ReLU squared, from the Primer paper and modded-nanogpt)
+# is cheaper and trains faster on small models.
+ACTIVATIONS = {
+    "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
+    "gelu": F.gelu,
+    "relu2": lambda h: F.relu(h).square(),
+}
+# How a token's position reaches attention (Block and CausalSelfAttention read it):
+#   learned  GPT-2: a trained vector per position, added to the token embedding
+#   rope     rotary: q and k are rotated by an angle proportional to the position
+#   alibi    no embedding; each head's scores get -slope * (query pos - key pos)
+#   nope     nothing: the causal mask alone tells positions apart
+POS_ENCODINGS = ("learned", "rope", "alibi", "nope")
 
 
 @dataclass
@@ -41,8 +53,27 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm, as GPT-2
     tie_weights: bool = True  # the LM head shares the token embedding matrix, as GPT-2
-    # "gelu_tanh": GPT-2's tanh approximation; "gelu": the exact erf GELU (nanoGPT's choice)
-    activation: str = "gelu_tanh"
+    activation: str = "gelu_tanh"  # a key of ACTIVATIONS: gelu_tanh (GPT-2) | gelu | relu2
+    pos_encoding: str = "learned"  # one of POS_ENCODINGS: learned (GPT-2) | rope | alibi | nope
+    # 0: positions are 0..T-1. R > 0: while training, each sequence's positions are T
+    # distinct ids drawn from 0..R-1 and sorted (randomized positions, Ruoss et al. 2023),
+    # so positions beyond the training length have been seen; evaluation uses 0..T-1.
+    random_positions: int = 0
+    rope_base: float = 10000.0  # rope: the wavelengths run from 2*pi to about 2*pi*rope_base
+    qk_norm: bool = False  # RMS-normalise each head's q and k before the dot product
+    zero_init_proj: bool = False  # output projections (attn and MLP c_proj) start at 0
+    logit_softcap: Optional[float] = None  # logits -> cap * tanh(logits / cap); None: off
+
+    @property
+    def is_gpt2(self) -> bool:
+        """True when the network is GPT-2's own (what Hugging Face's GPT2LMHeadModel holds)."""
+        return (self.pos_encoding == "learned" and not self.qk_norm and self.logit_softcap is None
+                and self.activation in ("gelu_tanh", "gelu") and self.random_positions == 0)
+
+    @property
+    def n_positions(self) -> int:
+        """How many position ids the model knows: block_size, or the random_positions range."""
+        return max(self.block_size or 0, self.random_positions)
 
     @property
     def d_head(self) -> int:
