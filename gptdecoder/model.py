@@ -170,19 +170,20 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: C -> mlp_ratio*C -> C with a GELU in between."""
+    """Position-wise feed-forward: C -> mlp_ratio*C -> C with a non-linearity in between
+    (GELU, as GPT-2, unless config.activation says otherwise)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         hidden = config.mlp_ratio * config.d_model
         self.c_fc = nn.Linear(config.d_model, hidden, bias=config.bias)
         self.c_proj = nn.Linear(hidden, config.d_model, bias=config.bias)
-        self.approximate, self.dropout = ACTIVATIONS[config.activation], config.dropout
+        self.activation, self.dropout = ACTIVATIONS[config.activation], config.dropout
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.hook_pre(self.c_fc(x))  # (B, T, mlp_ratio*C)
-        h = self.hook_post(F.gelu(h, approximate=self.approximate))
+        h = self.hook_post(self.activation(h))
         return F.dropout(self.c_proj(h), self.dropout, self.training)  # (B, T, C)
 
 

@@ -38,7 +38,9 @@ def test_gpt2_architecture():
     assert model.lm_head.weight is model.wte.weight  # tied
     assert model.wpe.weight.shape == (16, 24)  # learned positions
     assert block.mlp.c_fc.out_features == 4 * 24
-    assert block.mlp.approximate == "tanh" and tiny(activation="gelu").blocks[0].mlp.approximate == "none"
+    h = torch.linspace(-4, 4, 101)
+    torch.testing.assert_close(block.mlp.activation(h), torch.nn.functional.gelu(h, approximate="tanh"))
+    torch.testing.assert_close(tiny(activation="gelu").blocks[0].mlp.activation(h), torch.nn.functional.gelu(h))
     assert block.ln_1.eps == 1e-5 and model.ln_final.eps == 1e-5
     assert not tiny(tie_weights=False).lm_head.weight is tiny(tie_weights=False).wte.weight
     no_bias = tiny(bias=False)
