@@ -95,8 +95,8 @@ def config_to_hf(config: GPTConfig, eos_token_id: Optional[int] = None) -> dict:
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
         "vocab_size": config.vocab_size,
-        "n_positions": config.block_size,
-        "n_ctx": config.block_size,
+        "n_positions": config.n_positions,  # block_size, or the random_positions range
+        "n_ctx": config.n_positions,
         "n_embd": config.d_model,
         "n_layer": config.n_layer,
         "n_head": config.n_head,
@@ -221,6 +221,10 @@ def save_pretrained(model: GPT, directory: PathLike, eos_token_id: Optional[int]
     """
     from safetensors.torch import save_file
 
+    different = model.config.differences_from_gpt2()
+    if different:
+        raise UserError(f"cannot save as Hugging Face GPT-2: this model is not GPT-2 ({', '.join(f'model.{d}' for d in different)}), "
+                        "and GPT2LMHeadModel would compute something else with its weights")
     directory = Path(directory)
     if directory.exists() and (not directory.is_dir() or (any(directory.iterdir()) and not (directory / "config.json").exists())):
         raise UserError(f"{directory} exists and is not a checkpoint directory; refusing to overwrite it")

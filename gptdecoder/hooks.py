@@ -12,13 +12,17 @@ meaning; the others are this project's. "also X" is an alias (X after ``blocks.{
 name                              shape                TL  what
 ================================  ===================  ==  ======================================================
 hook_embed                        [B, T, d]            TL  token embeddings
-hook_pos_embed                    [B, T, d]            TL  position embeddings (a view expanded over B: return a new tensor, do not edit it in place)
+hook_pos_embed                    [B, T, d]            TL  position embeddings (a view expanded over B: return a new tensor, do not edit it in place);
+                                                           pos_encoding learned only
 blocks.{i}.hook_resid_pre         [B, T, d]            TL  residual stream into block i
 blocks.{i}.ln1.hook_scale         [B, T, 1]            TL  sqrt(var + eps) of ln_1's input; also ln_1.hook_scale
 blocks.{i}.ln1.hook_normalized    [B, T, d]            TL  (x - mean) / scale, before ln_1's weight and bias;
                                                            also ln_1.hook_normalized
 blocks.{i}.attn.hook_q/k/v        [B, T, nh, hs]       TL  queries / keys / values
-blocks.{i}.attn.hook_scores       [B, nh, T_q, T_k]        Q.K^T / sqrt(hs), before the causal mask
+blocks.{i}.attn.hook_rot_q        [B, T, nh, hs]       TL  queries after the rotation (pos_encoding rope only; after qk_norm)
+blocks.{i}.attn.hook_rot_k        [B, T, nh, hs]       TL  keys after the rotation (pos_encoding rope only; after qk_norm)
+blocks.{i}.attn.hook_scores       [B, nh, T_q, T_k]        Q.K^T / sqrt(hs) (plus ALiBi's distance penalty), before the
+                                                           causal mask
 blocks.{i}.attn.hook_attn_scores  [B, nh, T_q, T_k]    TL  the scores after the mask: -inf above the diagonal;
                                                            also attn.hook_masked_scores (this project's old name)
 blocks.{i}.attn.hook_pattern      [B, nh, T_q, T_k]    TL  softmax: the attention pattern

@@ -64,11 +64,16 @@ class GPTConfig:
     zero_init_proj: bool = False  # output projections (attn and MLP c_proj) start at 0
     logit_softcap: Optional[float] = None  # logits -> cap * tanh(logits / cap); None: off
 
-    @property
-    def is_gpt2(self) -> bool:
-        """True when the network is GPT-2's own (what Hugging Face's GPT2LMHeadModel holds)."""
-        return (self.pos_encoding == "learned" and not self.qk_norm and self.logit_softcap is None
-                and self.activation in ("gelu_tanh", "gelu") and self.random_positions == 0)
+    def differences_from_gpt2(self) -> list[str]:
+        """The settings that make this network something other than GPT-2 (which Hugging
+        Face's GPT2LMHeadModel could not hold), as ``key=value``; [] for GPT-2 itself.
+        (zero_init_proj and random_positions change only how it is trained.)"""
+        gpt2 = GPTConfig()
+        keys = ("pos_encoding", "qk_norm", "logit_softcap")
+        found = [f"{k}={getattr(self, k)}" for k in keys if getattr(self, k) != getattr(gpt2, k)]
+        if self.activation not in ("gelu_tanh", "gelu"):
+            found.append(f"activation={self.activation}")
+        return found
 
     @property
     def n_positions(self) -> int:
@@ -78,6 +83,42 @@ class GPTConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_head
+
+
+class Rotary(nn.Module):
+    """Rotary position embedding (RoPE, Su et al. 2021), applied to q and k.
+
+    Each head's hs features are hs/2 pairs (feature i with feature i + hs/2); the pair
+    is rotated by the angle position * freq_i, with frequencies falling geometrically
+    from 1 to 1/base. The dot product of a rotated query and key then depends on their
+    positions only through the difference, so attention sees relative positions.
+    """
+
+    def __init__(self, d_head: int, n_positions: int, base: float) -> None:
+        super().__init__()
+        freqs = base ** (-torch.arange(0, d_head, 2, dtype=torch.float) / d_head)  # (hs/2,)
+        angles = torch.outer(torch.arange(n_positions, dtype=torch.float), freqs)  # (P, hs/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x (B, nh, T, hs) at positions pos (T,) or (B, T) -> x rotated, same shape."""
+        cos, sin = self.cos[pos].to(x.dtype), self.sin[pos].to(x.dtype)  # (T, hs/2) or (B, T, hs/2)
+        if pos.dim() == 2:
+            cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2): the same for every head
+        x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hs/2) each
+        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+def alibi_slopes(n_head: int) -> torch.Tensor:
+    """ALiBi's per-head slopes (Press et al. 2022): a geometric sequence starting at
+    2^(-8/n) for n heads. For a head count that is not a power of two, the slopes of the
+    nearest smaller power of two, then every other slope of the next power up."""
+    def geometric(n: int) -> list[float]:
+        return [2 ** (-8 * (h + 1) / n) for h in range(n)]
+    power = 2 ** math.floor(math.log2(n_head))
+    slopes = geometric(power) + geometric(2 * power)[0::2][: n_head - power]
+    return torch.tensor(slopes)  # (nh,)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -114,17 +155,30 @@ class CausalSelfAttention(nn.Module):
     Two paths compute the same thing: the fused F.scaled_dot_product_attention, and an
     explicit one that materialises scores, masked scores and the pattern so that hooks
     can see (or edit) them. ``explicit_path`` is the one place that chooses.
+
+    Positions enter here for three of the encodings (see POS_ENCODINGS): rope rotates q
+    and k, alibi adds a distance penalty to the scores, and learned/nope do nothing.
+    With ``qk_norm`` each head's q and k are RMS-normalised (with a learned gain) first,
+    which keeps the scores from growing large early in training.
     """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head, self.d_head, self.dropout = config.n_head, config.d_head, config.dropout
+        self.pos_encoding = config.pos_encoding
         self.explicit = False  # set True to always take the explicit path
         self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # q, k, v at once
         self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
         # mask[i, j] is True where query i may look at key j (j <= i)
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask, persistent=False)
+        if config.qk_norm:
+            self.q_norm, self.k_norm = nn.RMSNorm(config.d_head), nn.RMSNorm(config.d_head)
+        if config.pos_encoding == "rope":
+            self.rotary = Rotary(config.d_head, config.n_positions, config.rope_base)
+            self.hook_rot_q, self.hook_rot_k = HookPoint(), HookPoint()
+        if config.pos_encoding == "alibi":
+            self.register_buffer("alibi_slopes", alibi_slopes(config.n_head), persistent=False)
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
         # hook_attn_scores: the scores after the mask (TransformerLens's name; alias hook_masked_scores)
         self.hook_scores, self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint(), HookPoint()
@@ -139,26 +193,39 @@ class CausalSelfAttention(nn.Module):
         return (torch.is_grad_enabled() and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and torch.get_autocast_dtype("cpu") == torch.bfloat16)
 
-    def forward(self, x: torch.Tensor, kv_cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, kv_cache: Optional[KVCache] = None,
+                layer: int = 0) -> torch.Tensor:
+        """x (B, T, C) at positions pos: (T,), or (B, T) when each row has its own (randomized
+        positions); with a kv_cache the T new tokens follow the cached ones."""
         B, T, C = x.shape
         # c_attn's output (B, T, 3C) is q, k, v side by side, each nh heads of hs numbers
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.d_head).unbind(2)  # each (B, T, nh, hs)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        if hasattr(self, "q_norm"):  # qk_norm
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
+        if self.pos_encoding == "rope":  # rotate before caching: a cached key keeps its position
+            q = self.hook_rot_q(self.rotary(q, pos).transpose(1, 2)).transpose(1, 2)
+            k = self.hook_rot_k(self.rotary(k, pos).transpose(1, 2)).transpose(1, 2)
         if kv_cache is not None:
             k, v = kv_cache.append(layer, k, v)  # (B, nh, T_k, hs): every key so far
         T_k = k.size(2)
         # the T new queries sit at positions T_k - T ... T_k - 1
         mask = self.causal_mask[T_k - T : T_k, :T_k]  # (T, T_k): True where query may see key
+        bias = self.alibi_bias(pos, T_k) if self.pos_encoding == "alibi" else None  # (1 or B, nh, T, T_k)
 
         if self.explicit_path(x):
-            scores = self.hook_scores((q @ k.transpose(-2, -1)) / math.sqrt(self.d_head))  # (B, nh, T, T_k)
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)  # (B, nh, T, T_k)
+            scores = self.hook_scores(scores if bias is None else scores + bias)
             masked = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
             pattern = self.hook_pattern(F.softmax(masked, dim=-1))  # rows sum to 1, 0 above the diagonal
             z = F.dropout(pattern, self.dropout, self.training) @ v  # (B, nh, T, hs)
         else:
             dropout = self.dropout if self.training else 0.0
-            if T == T_k:  # no cached keys: the plain lower-triangular mask
+            if bias is not None:  # alibi: the distance penalty, -inf where the mask forbids
+                z = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.masked_fill(~mask, float("-inf")).to(q.dtype),
+                                                   dropout_p=dropout)
+            elif T == T_k:  # no cached keys: the plain lower-triangular mask
                 z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
             elif T == 1:  # one new token (generation) may look at every key: no mask to apply
                 z = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
@@ -167,6 +234,15 @@ class CausalSelfAttention(nn.Module):
 
         z = self.hook_z(z.transpose(1, 2))  # (B, T, nh, hs)
         return F.dropout(self.c_proj(z.reshape(B, T, C)), self.dropout, self.training)  # (B, T, C)
+
+    def alibi_bias(self, pos: torch.Tensor, T_k: int) -> torch.Tensor:
+        """-slope_h * (query position - key position): (1 or B, nh, T, T_k). Keys are the
+        queries themselves, or, after a cache, the positions 0 .. T_k - 1."""
+        key_pos = pos if pos.size(-1) == T_k else torch.arange(T_k, device=pos.device)
+        distance = (pos[..., :, None] - key_pos[..., None, :]).float()  # (T, T_k) or (B, T, T_k)
+        if distance.dim() == 2:
+            distance = distance[None]  # (1, T, T_k)
+        return -self.alibi_slopes[None, :, None, None] * distance[:, None]  # (1 or B, nh, T, T_k)
 
 
 class MLP(nn.Module):
@@ -199,9 +275,10 @@ class Block(nn.Module):
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor, kv_cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, kv_cache: Optional[KVCache] = None,
+                layer: int = 0) -> torch.Tensor:
         x = self.hook_resid_pre(x)  # (B, T, C)
-        attn_out = self.hook_attn_out(self.attn(self.ln_1(x), kv_cache, layer))
+        attn_out = self.hook_attn_out(self.attn(self.ln_1(x), pos, kv_cache, layer))
         x = self.hook_resid_mid(x + attn_out)
         mlp_out = self.hook_mlp_out(self.mlp(self.ln_2(x)))
         return self.hook_resid_post(x + mlp_out)
@@ -240,7 +317,12 @@ class KVCache:
 
 
 class GPT(nn.Module):
-    """Token + position embeddings, n_layer Blocks, a final LayerNorm and the LM head."""
+    """Token (+ position) embeddings, n_layer Blocks, a final LayerNorm and the LM head.
+
+    GPT-2 adds a learned position embedding to each token's; the other position
+    encodings (config.pos_encoding) act inside attention instead, so the model then has
+    no ``wpe`` and no ``hook_pos_embed``.
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -248,22 +330,30 @@ class GPT(nn.Module):
         assert config.d_model % config.n_head == 0, "d_model must be a multiple of n_head"
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embeddings
-        self.wpe = nn.Embedding(config.block_size, config.d_model)  # learned position embeddings
+        if config.pos_encoding == "learned":
+            self.wpe = nn.Embedding(config.n_positions, config.d_model)  # learned position embeddings
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_final = LayerNorm(config.d_model, bias=config.bias)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
-        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
+        self.hook_embed = HookPoint()
+        if config.pos_encoding == "learned":
+            self.hook_pos_embed = HookPoint()
         self.hook_dict = name_hook_points(self)  # {"blocks.0.attn.hook_pattern": HookPoint, ...}
 
         # GPT-2 initialisation: N(0, 0.02) everywhere; the projections that write into
         # the residual stream are scaled by 1/sqrt(2 * n_layer) so that its variance does
         # not grow with depth (each block adds two of them).
         self.apply(self._init_weights)
+        # zero_init_proj starts them at 0 instead (modded-nanogpt): every block begins as
+        # the identity, and the residual stream carries the embeddings unchanged at first.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+                if config.zero_init_proj:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -275,7 +365,7 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embeddings (as nanoGPT reports)."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.wpe.weight.numel() if non_embedding else n
+        return n - self.wpe.weight.numel() if non_embedding and hasattr(self, "wpe") else n
 
     def forward(
         self,
@@ -297,12 +387,21 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than model.block_size="
                              f"{self.config.block_size}: crop the input to its last {self.config.block_size} tokens")
-        tok_emb = self.hook_embed(self.wte(idx))  # (B, T, C)
-        pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T].expand(B, T, -1))  # (B, T, C), a view
-        x = F.dropout(tok_emb + pos_emb, self.config.dropout, self.training)
+        pos = self.positions(B, T, start, idx.device)  # (T,), or (B, T) for randomized positions
+        x = self.hook_embed(self.wte(idx))  # (B, T, C)
+        if hasattr(self, "wpe"):  # learned positions
+            if pos.dim() == 1:  # a view of the table's rows, shared by the batch
+                pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T].expand(B, T, -1))  # (B, T, C)
+            else:
+                pos_emb = self.hook_pos_embed(self.wpe(pos))  # (B, T, C)
+            x = x + pos_emb
+        x = F.dropout(x, self.config.dropout, self.training)
         for i, block in enumerate(self.blocks):
-            x = block(x, kv_cache, i)
+            x = block(x, pos, kv_cache, i)
         logits = self.lm_head(self.ln_final(x))  # (B, T, vocab)
+        if self.config.logit_softcap is not None:  # squash smoothly into (-cap, cap)
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
 
         loss = None
         if targets is not None:
@@ -314,6 +413,15 @@ class GPT(nn.Module):
                 weights = loss_mask.flatten().to(per_token.dtype)
                 loss = (per_token * weights).sum() / weights.sum().clamp(min=1.0)
         return logits, loss
+
+    def positions(self, B: int, T: int, start: int, device: torch.device) -> torch.Tensor:
+        """The position ids of T new tokens after ``start`` cached ones: start .. start+T-1
+        as (T,). While training with ``random_positions`` R, each row instead gets T
+        distinct ids drawn from 0 .. R-1, in increasing order, as (B, T)."""
+        R = self.config.random_positions
+        if self.training and R and start == 0:
+            return torch.rand(B, R, device=device).argsort(dim=-1)[:, :T].sort(dim=-1).values  # (B, T)
+        return torch.arange(start, start + T, device=device)  # (T,)
 
     def generate(
         self,

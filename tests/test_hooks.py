@@ -40,16 +40,24 @@ def documented_shapes() -> dict[str, str]:
 
 
 def test_every_hook_point_is_documented_with_the_right_shape(model):
+    """Every point of GPT-2 and of the variants that add or remove points is in the table,
+    with its shape; and every row of the table is a point of one of them."""
     table = documented_shapes()
     sizes = {"B": B, "T": T, "T_q": T, "T_k": T, "nh": NH, "hs": D // NH, "d": D, "mlp_ratio*d": 3 * D, "1": 1}
-    _, cache = model.run_with_cache(torch.randint(0, V, (B, T)))
-    assert set(cache) == set(model.hook_dict)
-    for name, tensor in cache.items():
-        generic = re.sub(r"blocks\.\d+\.", "blocks.{i}.", name)
-        assert generic in table, f"{name} missing from the hooks.py table"
-        expected = tuple(sizes[s.strip()] for s in table[generic].strip("[]").split(","))
-        assert tuple(tensor.shape) == expected, name
-    assert len(table) == len({re.sub(r"blocks\.\d+\.", "blocks.{i}.", n) for n in cache})  # no stale rows
+    torch.manual_seed(0)
+    rope = GPT(GPTConfig(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3,
+                         pos_encoding="rope", qk_norm=True)).eval()
+    seen = set()
+    for m in (model, rope):
+        _, cache = m.run_with_cache(torch.randint(0, V, (B, T)))
+        assert set(cache) == set(m.hook_dict)
+        for name, tensor in cache.items():
+            generic = re.sub(r"blocks\.\d+\.", "blocks.{i}.", name)
+            assert generic in table, f"{name} missing from the hooks.py table"
+            expected = tuple(sizes[s.strip()] for s in table[generic].strip("[]").split(","))
+            assert tuple(tensor.shape) == expected, name
+            seen.add(generic)
+    assert seen == set(table)  # no stale rows
 
 
 def test_transformerlens_names(model):

@@ -51,11 +51,11 @@ def test_pre_layernorm_block_order():
     """x + attn(ln_1(x)) then + mlp(ln_2(.)): rebuild a block's output by hand."""
     model = tiny()
     block = model.blocks[0]
-    x = torch.randn(2, 5, 24)
+    x, pos = torch.randn(2, 5, 24), torch.arange(5)
     with torch.no_grad():
-        mid = x + block.attn(block.ln_1(x))
+        mid = x + block.attn(block.ln_1(x), pos)
         expected = mid + block.mlp(block.ln_2(mid))
-        torch.testing.assert_close(block(x), expected)
+        torch.testing.assert_close(block(x, pos), expected)
 
 
 def test_gpt2_init_statistics():

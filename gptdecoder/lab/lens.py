@@ -89,7 +89,7 @@ def direct_logit_attribution(model: GPT, data: HeldOut, batch_size: int = 256) -
     """
     cfg = model.config
     L, H, hs, d = cfg.n_layer, cfg.n_head, cfg.d_head, cfg.d_model
-    names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"]
+    names = ["hook_embed", "ln_final.hook_scale"] + [n for n in ["hook_pos_embed"] if n in model.hook_dict]
     names += [z_name(i) for i in range(L)] + [f"blocks.{i}.hook_mlp_out" for i in range(L)]
     heads, mlps, attn_bias = torch.zeros(L, H), torch.zeros(L), torch.zeros(L)
     embed = ln_final_bias = total = 0.0
@@ -109,7 +109,8 @@ def direct_logit_attribution(model: GPT, data: HeldOut, batch_size: int = 256) -
             per_unit = (direction * gain).view(direction.size(0), *([1] * extra), d)
             return (centered * per_unit).sum(dim=-1) / scale.view(-1, *([1] * extra))
 
-        embed += margin((cache["hook_embed"] + cache["hook_pos_embed"])[answer].float()).sum().item()
+        embedded = cache["hook_embed"] + cache["hook_pos_embed"] if "hook_pos_embed" in cache else cache["hook_embed"]
+        embed += margin(embedded[answer].float()).sum().item()
         for layer, block in enumerate(model.blocks):
             z = cache[z_name(layer)][answer].float()  # (n, H, hs)
             w_out = block.attn.c_proj.weight.float().view(d, H, hs)  # head h's columns: [:, h, :]
