@@ -20,7 +20,7 @@ COMMANDS = {
     "ablate": (ablate, "held-out accuracy with each attention head ablated in turn"),
     "pictures": (pictures, "draw the attention lab's pictures of a trained task run"),
     "explain": (explain, "a report on how a task model works: heads that matter, their roles, logit lens"),
-    "bench": (bench, "run a grid of tasks x model sizes x seeds and tabulate the results"),
+    "bench": (bench, "run a grid of configs x axes x seeds (cached, in parallel) and tabulate the results"),
     "export": (export, "export a run to a Hugging Face transformers directory"),
 }
 

@@ -1,0 +1,106 @@
+"""Grid wall time: ``bench --workers 1`` (one cell after another) vs ``--workers N`` (a process pool).
+
+The same small grid -- sort and reverse x 2 widths x 2 seeds = 8 cells, each a fixed
+number of steps (no early stop, so every run does the same work) -- is run by the
+command line as a user would, into fresh output directories (nothing cached), once
+serially and once with N workers (default: one per core). Rounds alternate the order
+(ABBA) so drifting load hits both alike; the figure is the median ratio over rounds.
+It also checks that both give the same numbers, and prints the load average, since the
+machine may be shared. On Linux with autogroup scheduling (kernel.sched_autogroup_enabled=1)
+the CPU is shared between sessions, not processes: while another session keeps the cores
+busy, this one gets its share however many workers it runs, and the speed-up shrinks
+towards 1 -- the figure means something only on an otherwise idle machine.
+
+    python benchmarks/bench_workers.py [--workers N] [--iters 150] [--rounds 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def grid_file(directory: Path, iters: int) -> Path:
+    spec = {
+        "base": [str(ROOT / "configs" / "tasks" / "sort.yaml"), str(ROOT / "configs" / "tasks" / "reverse.yaml")],
+        "axes": {"model.d_model": [32, 64]},
+        "seeds": [0, 1],
+        "set": [f"train.max_iters={iters}", "train.max_seconds=null", "train.stop_at_accuracy=null",
+                "train.batch_size=128", f"train.eval_interval={iters}", "eval.examples=500",
+                "eval.train_examples=200"],
+    }
+    path = directory / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_grid(grid: Path, out: Path, workers: int) -> float:
+    """Seconds for ``python -m gptdecoder bench -c GRID --out OUT --workers N``, process start included."""
+    cmd = [sys.executable, "-m", "gptdecoder", "bench", "-c", str(grid), "--out", str(out), "--workers", str(workers)]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0 or "0 failed" not in done.stdout:
+        sys.exit(f"bench failed:\n{done.stdout}\n{done.stderr}")
+    return seconds
+
+
+def numbers(out: Path) -> list:
+    return [(r["test_accuracy"], r["final_loss"]) for r in json.loads((out / "results.json").read_text())]
+
+
+def cell_seconds(out: Path) -> float:
+    """The cells' own training seconds, summed: how fast each cell ran, whatever ran beside it."""
+    return sum(r["train_seconds"] for r in json.loads((out / "results.json").read_text()))
+
+
+def autogroup() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="pool size (default: os.cpu_count())")
+    parser.add_argument("--iters", type=int, default=150, help="training steps per cell")
+    parser.add_argument("--rounds", type=int, default=1, help="serial + pool pairs to time")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores; 8 cells of {args.iters} steps; --workers 1 vs --workers {args.workers}")
+    if autogroup():
+        print("note: autogroup scheduling is on: other sessions' load caps this one's share of the cores")
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        grid = grid_file(tmp, args.iters)
+        for r in range(args.rounds):
+            order = [1, args.workers] if r % 2 == 0 else [args.workers, 1]
+            seconds, results = {}, {}
+            for workers in order:
+                out = tmp / f"round{r}-workers{workers}"
+                load = os.getloadavg()[0]
+                seconds[workers] = run_grid(grid, out, workers)
+                results[workers] = numbers(out)
+                print(f"round {r + 1}: --workers {workers}: {seconds[workers]:.1f} s wall, cells' training "
+                      f"{cell_seconds(out):.1f} s in all (load average before: {load:.2f}, after: "
+                      f"{os.getloadavg()[0]:.2f})", flush=True)
+            same = "same numbers" if results[1] == results[args.workers] else "DIFFERENT NUMBERS"
+            ratios.append(seconds[1] / seconds[args.workers])
+            print(f"round {r + 1}: speed-up {ratios[-1]:.2f}x ({same})", flush=True)
+    print(f"speed-up of --workers {args.workers} over --workers 1: {statistics.median(ratios):.2f}x "
+          f"(median of {len(ratios)} round(s))")
+
+
+if __name__ == "__main__":
+    main()
