@@ -34,7 +34,7 @@ from gptdecoder import runtime
 from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.model import ACTIVATIONS, POS_ENCODINGS, GPTConfig
-from gptdecoder.tasks import TASKS, did_you_mean, get_task, task_fields
+from gptdecoder.tasks import TASKS, Task, did_you_mean, get_task, task_fields
 
 TOKENIZERS = ("char", "gpt2", "bpe")
 OPTIMIZERS = ("adamw", "muon")
@@ -44,7 +44,14 @@ SCIENTIFIC = re.compile(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+")  # 1e-3, which YAML 1.1
 @dataclasses.dataclass
 class TaskConfig:
     """Which task to train on; ``params`` are that task's dataclass fields (see gptdecoder/tasks).
-    ``name: text`` trains on a text file instead (the ``data`` section)."""
+    ``name: text`` trains on a text file instead (the ``data`` section).
+
+    A task's size is in its params. Tasks with a length train on a range of lengths:
+    ``length`` is the longest and ``min_length`` the shortest (unset: ``length`` only) for
+    sort, reverse, copy, histogram, parity and dyck; ``num_digits`` / ``min_digits``
+    (digits per operand) for addition; ``num_pairs`` / ``min_pairs`` for recall. Modular
+    has no length. The alphabet is ``num_digits``, ``num_letters``, ``num_keys`` / ``num_values``,
+    ``kinds`` or ``modulus``."""
 
     name: str = "sort"
     params: dict = dataclasses.field(default_factory=dict)
@@ -101,6 +108,14 @@ class EvalConfig:
     batch_size: int = 2500  # prompts decoded at once
     longer_by: int = 2  # length generalisation: also test inputs up to this much longer
     mistakes: int = 5  # how many wrong answers to print
+    # [lo, hi]: score held-out prompts of every length lo..hi (inclusive), in the task's own
+    # length unit (see TaskConfig): up to ``examples`` test-side prompts of exactly that
+    # length each, into results.json's accuracy_by_length. Lengths outside the training
+    # range (task.params) are never trained on. null: the training range plus up to
+    # ``longer_by`` longer (which is then ignored otherwise). The model's context is made
+    # long enough for hi; an explicit model.block_size must hold it. Tasks without a
+    # variable length (modular, sort without min_length) take no test_lengths.
+    test_lengths: Optional[list[int]] = None
 
 
 @dataclasses.dataclass
@@ -322,11 +337,28 @@ def checked_task(task: TaskConfig) -> TaskConfig:
 
 
 def validate_task(config: Config) -> None:
-    """The task exists, its params fit it, and model.block_size (if set) holds its sequences."""
+    """The task exists, its params fit it, eval.test_lengths suits it, and model.block_size
+    (if set) holds its training and test sequences."""
     name = config.task.name
     if name not in TASKS:
         raise UserError(f"unknown task task.name={name!r}{did_you_mean(name, list(TASKS) + ['text'])}")
+    if config.eval.longer_by < 0:
+        raise UserError(f"eval.longer_by={config.eval.longer_by}: expected an integer >= 0")
     resolve_task(config)  # builds the task (its own checks) and checks the model's sizes against it
+
+
+def checked_test_lengths(config: Config, task: Task) -> Optional[tuple[int, int]]:
+    """eval.test_lengths as (lo, hi), checked against the task; None when unset."""
+    value = config.eval.test_lengths
+    if value is None:
+        return None
+    if len(value) != 2:
+        raise UserError(f"eval.test_lengths={value}: expected [lo, hi], the shortest and longest test length")
+    try:
+        task.check_test_lengths(*value)
+    except ValueError as e:
+        raise UserError(f"eval.test_lengths={value}: {e}") from None
+    return value[0], value[1]
 
 
 def validate_text(config: Config) -> None:
@@ -361,14 +393,26 @@ def resolve(config: Config, vocab_size: int, min_block_size: int, default_block_
                         f"block_size >= {min_block_size} (the longest sequence minus one); raise it or leave it out")
     model = dataclasses.replace(model, vocab_size=model.vocab_size or vocab_size,
                                 block_size=model.block_size or default_block_size)
+    if model.random_positions and model.random_positions < model.block_size:
+        raise UserError(f"model.random_positions={model.random_positions} is smaller than the context of {what} "
+                        f"(block_size {model.block_size}): expected 0 (off) or at least {model.block_size}")
     return dataclasses.replace(config, model=model)
 
 
 def resolve_task(config: Config) -> Config:
-    """``resolve`` for a task config: the vocabulary and sequence lengths of its task."""
+    """``resolve`` for a task config: the vocabulary and sequence lengths of its task.
+    The default block_size holds every test length's sequences (eval.test_lengths, or the
+    training range plus eval.longer_by); an explicit one must hold eval.test_lengths' longest."""
     task = get_task(config.task.name, **config.task.params)
-    needed, default = task.context_sizes(config.eval.longer_by)
-    return resolve(config, task.vocab_size, needed, default, f"task {task.name!r}")
+    test_range = checked_test_lengths(config, task)
+    needed, default = task.context_sizes(test_range, config.eval.longer_by)
+    resolved = resolve(config, task.vocab_size, needed, default, f"task {task.name!r}")
+    block_size = config.model.block_size
+    if test_range is not None and block_size is not None and block_size < default:
+        raise UserError(f"model.block_size={block_size} is too short for eval.test_lengths={list(test_range)}: "
+                        f"task {task.name!r} at length {test_range[1]} needs block_size >= {default}; "
+                        "raise it or leave it out")
+    return resolved
 
 
 def default_cache_dir() -> Path:

@@ -79,10 +79,11 @@ def test_repeat_boost_matches_prompt_weight():
 
 def test_length_generalisation_variants():
     task = get_task("reverse", length=6)
-    longer = task.longer_variants(2)
-    assert [t.length for t in longer] == [7, 8]
-    assert longer[0].vocab_size == task.vocab_size
-    assert get_task("sort").longer_variants(2) == []  # fixed-length sort has no separator
+    assert task.test_lengths(longer_by=2) == [6, 7, 8]  # the default: trained length, then longer
+    longer = task.with_length(8)
+    assert (longer.length, longer.min_length) == (8, 8) and longer.vocab_size == task.vocab_size
+    assert get_task("sort").test_lengths(longer_by=2) == [6]  # fixed-length sort has no separator
+    assert get_task("histogram", length=8).test_lengths(longer_by=3) == [8, 9]  # counts stop at 9
 
 
 def test_examples_of_some_tasks():
@@ -107,7 +108,7 @@ def test_get_task_errors_suggest():
     with pytest.raises(UserError, match="did you mean 'length'"):
         get_task("sort", lenght=4)
     with pytest.raises(UserError, match="num_digits"):
-        get_task("sort", num_digits=11)
+        get_task("sort", num_digits=37)
 
 
 def test_recall_single_query_is_unchanged():
@@ -186,8 +187,10 @@ def test_recall_curriculum_draws_fewer_pairs_in_early_training_steps_only():
     from gptdecoder.config import config_from_dict, resolve_task
 
     params = {"num_pairs": 4, "num_queries": 3, "curriculum_pairs": 2, "curriculum_steps": 3}
-    config = config_from_dict({"task": {"name": "recall", "params": params}})
+    config = config_from_dict({"task": {"name": "recall", "params": params}, "eval": {"longer_by": 0}})
     assert resolve_task(config).model.block_size == task.seq_len - 1
+    config = config_from_dict({"task": {"name": "recall", "params": params}})  # and 2 pairs more to test on
+    assert resolve_task(config).model.block_size == task.with_length(6).seq_len - 1 == task.seq_len - 1 + 4
     # without curriculum_pairs (the default) or with 0 steps, training draws are unchanged
     for kwargs in ({"curriculum_steps": 10}, {"curriculum_pairs": 2}):
         other = get_task("recall", num_pairs=4, num_queries=3, **kwargs)

@@ -141,6 +141,30 @@ def evaluate_task(
     return TaskEval(n_correct / len(examples), per_position, len(examples), mistakes)
 
 
+def length_summary(by_length: dict[str, float], shortest: int, longest: int) -> str:
+    """One line of exact match per length, e.g. "exact match by length (trained 1-8):
+    1-7 100% 8 99.5% | 9 97% 10 80.2%": neighbouring lengths with the same rounded score
+    share an entry, and '|' separates the trained lengths from the longer ones."""
+    def pct(a: float) -> str:
+        return f"{100 * a:.1f}".removesuffix(".0") + "%"
+
+    entries: list[tuple[int, int, str, bool]] = []  # (first, last, score, beyond training)
+    for key, accuracy in by_length.items():
+        n, text, beyond = int(key), pct(accuracy), int(key) > longest
+        if entries and entries[-1][2:] == (text, beyond) and entries[-1][1] == n - 1:
+            entries[-1] = (entries[-1][0], n, text, beyond)
+        else:
+            entries.append((n, n, text, beyond))
+    parts, crossed = [], False
+    for first, last, text, beyond in entries:
+        if beyond and not crossed:
+            parts.append("|")
+            crossed = True
+        parts.append(f"{first if first == last else f'{first}-{last}'} {text}")
+    trained = f"{shortest}" if shortest == longest else f"{shortest}-{longest}"
+    return f"exact match by length (trained {trained}): " + " ".join(parts)
+
+
 class TaskData:
     """A synthetic task as the Trainer's DataSource: batches for this process, the
     held-out set, quick evaluations during training and the final scores."""
@@ -150,7 +174,8 @@ class TaskData:
         self.config, self.device, self.precision = config, device, precision
         self.task = get_task(config.task.name, **config.task.params)
         self.vocab_size = self.task.vocab_size
-        self.min_block_size, self.block_size = self.task.context_sizes(config.eval.longer_by)
+        self.test_range = config.eval.test_lengths  # checked when the config was loaded
+        self.min_block_size, self.block_size = self.task.context_sizes(self.test_range, config.eval.longer_by)
         self.batches = TaskBatches(self.task, batch_size, config.train.seed, rank, device)
         self.test_set = self.task.test_examples(config.eval.examples)  # in random order
         self.quick_set = self.test_set[: config.eval.quick_examples]
@@ -171,13 +196,34 @@ class TaskData:
             result = self.score(model, self.test_set)  # the small set is perfect: confirm on all of it
         return {"accuracy": result.accuracy, "eval_examples": result.n_examples}
 
+    def accuracy_by_length(self, model: GPT, test: TaskEval) -> dict[str, float]:
+        """Exact match at each test length, each on up to eval.examples held-out prompts of
+        exactly that length ({str(length): accuracy}, shortest first). A length trained on
+        alone reuses ``test``, the score of the held-out set. A length with no held-out
+        prompt (a tiny space, e.g. one digit out of three) is left out."""
+        task, cfg = self.task, self.config.eval
+        scores = {}
+        for n in task.test_lengths(self.test_range, cfg.longer_by, model.config.block_size):
+            variant = task.length_variant(n)
+            if variant is task:
+                scores[str(n)] = test.accuracy
+                continue
+            examples = variant.test_examples(cfg.examples)
+            if examples:
+                scores[str(n)] = self.score(model, examples, variant).accuracy
+        return scores
+
     def final_scores(self, model: GPT) -> dict:
-        """results.json's task part: held-out and train exact match, per position, longer inputs."""
+        """results.json's task part: held-out and train exact match, per position, per length.
+
+        ``test_accuracy`` is on the held-out set of the training distribution;
+        ``accuracy_by_length`` on held-out prompts of each test length (eval.test_lengths),
+        ``length_generalization`` its lengths beyond ``train_max_length``."""
         task, cfg = self.task, self.config.eval
         test = self.score(model, self.test_set, n_mistakes=cfg.mistakes)
         train = self.score(model, task.train_examples(cfg.train_examples))
-        longer = {str(v.length): self.score(model, v.test_examples(cfg.examples), v).accuracy
-                  for v in task.longer_variants(cfg.longer_by, model.config.block_size)}
+        by_length = self.accuracy_by_length(model, test)
+        shortest, longest = task.length_range or (None, None)
         return {
             "task": task.name,
             "task_params": task.params,
@@ -185,7 +231,10 @@ class TaskData:
             "test_accuracy": test.accuracy,
             "test_examples": test.n_examples,
             "per_position_accuracy": test.per_position_accuracy,
-            "length_generalization": longer,
+            "train_min_length": shortest,
+            "train_max_length": longest,
+            "accuracy_by_length": by_length,
+            "length_generalization": {n: a for n, a in by_length.items() if int(n) > longest},
             "mistakes": [m.describe(task) for m in test.mistakes],
         }
 
@@ -198,9 +247,9 @@ class TaskData:
     def summary(self, results: dict) -> list[str]:
         lines = [f"task {results['task']}: held-out exact match {results['test_accuracy']:.2%} "
                  f"on {results['test_examples']} prompts (train {results['train_accuracy']:.2%})"]
-        if results["length_generalization"]:
-            accs = ", ".join(f"length {n}: {a:.1%}" for n, a in results["length_generalization"].items())
-            lines.append(f"longer inputs than trained on: {accs}")
+        by_length = results.get("accuracy_by_length") or {}
+        if len(by_length) > 1 or set(by_length) - {str(results.get("train_max_length"))}:
+            lines.append(length_summary(by_length, results["train_min_length"], results["train_max_length"]))
         if results["mistakes"]:
             lines.append("first mistakes (prompt, predicted, expected):")
             lines += [f"  {m}" for m in results["mistakes"]]

@@ -12,22 +12,29 @@ DIGITS = [str(d) for d in range(10)]
 
 @dataclasses.dataclass
 class AdditionTask(Task):
-    """a + b with fixed-width operands: 047+125= -> 0172, or 2710 with reverse_output.
+    """a + b with equal-width operands: 047+125= -> 0172, or 2710 with reverse_output.
 
-    Operands are zero-padded to ``num_digits``; the sum has num_digits + 1 digits. With
-    ``reverse_output`` the sum is written least significant digit first, the order in
-    which carries are computed -- this makes the task much easier to learn
-    (Lee et al., Teaching Arithmetic to Small Transformers, 2023).
+    The length of a prompt is its number of digits per operand, n: both operands are
+    zero-padded to n digits and the sum has n + 1. It is ``num_digits``, or with
+    ``min_digits`` drawn uniformly from min_digits..num_digits per prompt (the '+' and
+    '=' tell the model where each operand ends). With ``reverse_output`` the sum is
+    written least significant digit first, the order in which carries are computed --
+    this makes the task much easier to learn (Lee et al., Teaching Arithmetic to Small
+    Transformers, 2023).
     """
 
     name = "addition"
+    length_field, min_length_field, length_unit = "num_digits", "min_digits", "digits per operand"
     num_digits: int = 3
     reverse_output: bool = True
+    min_digits: Optional[int] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 1 <= self.num_digits <= 12:
             raise ValueError(f"num_digits={self.num_digits}: expected 1..12")
+        if self.min_digits is not None and not 1 <= self.min_digits <= self.num_digits:
+            raise ValueError(f"min_digits={self.min_digits}: expected 1 <= min_digits <= num_digits ({self.num_digits})")
         self.symbols = DIGITS + ["+", "="]
 
     @property
@@ -35,12 +42,13 @@ class AdditionTask(Task):
         return 2 * self.num_digits + 2 + self.num_digits + 1
 
     def sample_prompt(self, rng: random.Random) -> list[int]:
-        a = [rng.randrange(10) for _ in range(self.num_digits)]
-        b = [rng.randrange(10) for _ in range(self.num_digits)]
+        n = self.num_digits if self.min_digits is None else rng.randint(self.min_digits, self.num_digits)
+        a = [rng.randrange(10) for _ in range(n)]
+        b = [rng.randrange(10) for _ in range(n)]
         return a + [self.token("+")] + b + [self.token("=")]
 
     def solve(self, prompt: list[int]) -> list[int]:
-        n = self.num_digits
+        n = list(prompt).index(self.token("+"))  # digits per operand
         a = int("".join(map(str, prompt[:n])))
         b = int("".join(map(str, prompt[n + 1 : 2 * n + 1])))
         digits = [int(c) for c in str(a + b).zfill(n + 1)]
@@ -55,7 +63,7 @@ class AdditionTask(Task):
         the carry out of place n-1, so its sources are the two leading digits, which
         decide that carry unless their sum is exactly 9 (then lower places do too).
         """
-        n = self.num_digits
+        n = list(prompt).index(self.token("+"))
         places = [j if self.reverse_output else n - j for j in range(len(answer))]
         return [[n - 1 - p, 2 * n - p] if p < n else [0, n + 1] for p in places]
 
@@ -112,11 +120,10 @@ class ParityTask(Task):
     """
 
     name = "parity"
+    length_field, min_length_field = "length", "min_length"
     length: int = 10
     min_length: Optional[int] = None
     running: bool = True
-
-    length_varies = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -5,6 +5,12 @@ each token id, ``sample_prompt(rng)`` draws a prompt and ``solve(prompt)`` compu
 one correct answer. Everything else (sampling train/test examples, enumerating a small
 held-out set, length generalisation variants) is built on those two methods here.
 
+Lengths: a task whose size can vary names the two fields that bound it
+(``length_field``, e.g. ``length``, and ``min_length_field``, e.g. ``min_length``;
+addition counts digits per operand, recall counts key-value pairs). Training prompts
+have min..max of that length; ``with_length(n)`` is the same task at exactly n, which
+is how held-out prompts of each test length are made (``test_lengths``).
+
 The train/test split is a stable hash of the prompt: the same prompt is on the same
 side of the split on every machine and in every run, so a test prompt is never trained on.
 """
@@ -14,7 +20,7 @@ import dataclasses
 import itertools
 import random
 import zlib
-from typing import ClassVar, Iterable, Iterator, Optional
+from typing import ClassVar, Iterable, Iterator, Optional, Sequence
 
 Example = tuple[list[int], list[int]]  # (prompt, answer)
 
@@ -61,9 +67,11 @@ class Task:
     ``__post_init__`` (setting ``self.symbols``), ``sample_prompt`` and ``solve``."""
 
     name: ClassVar[str] = ""
-    # True when the task has ``length`` and ``min_length`` fields and marks the end of the
-    # prompt, so it can be tested on longer inputs than it was trained on (``with_length``).
-    length_varies: ClassVar[bool] = False
+    # The fields holding the longest and the shortest training length (a min_length of
+    # None means the longest); None for a task without a length (modular).
+    length_field: ClassVar[Optional[str]] = None
+    min_length_field: ClassVar[Optional[str]] = None
+    length_unit: ClassVar[str] = "symbols"  # what one unit of length is, for messages
 
     test_fraction: float = 0.2  # share of all prompts held out for testing
 
@@ -109,6 +117,89 @@ class Task:
     def seq_len(self) -> int:
         """The longest len(prompt) + len(answer); the model needs block_size >= seq_len - 1."""
         raise NotImplementedError
+
+    # -- lengths -----------------------------------------------------------------------
+
+    @property
+    def length_varies(self) -> bool:
+        """True when the prompt's length can vary, i.e. the prompt marks where it ends, so
+        the task can be tested at other lengths than it was trained on (``with_length``)."""
+        return self.length_field is not None
+
+    @property
+    def length_range(self) -> Optional[tuple[int, int]]:
+        """(shortest, longest) training length, in ``length_unit``; None without a length."""
+        if self.length_field is None:
+            return None
+        longest = getattr(self, self.length_field)
+        shortest = getattr(self, self.min_length_field) if self.min_length_field else None
+        return (longest if shortest is None else shortest, longest)
+
+    def with_length(self, length: int) -> "Task":
+        """The same task with inputs of exactly ``length``; ValueError when the task has
+        no variable length or cannot make that length (e.g. histogram beyond 9)."""
+        if not self.length_varies:
+            raise ValueError(self.fixed_length_reason())
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(f"length {length!r}: expected a positive integer")
+        return dataclasses.replace(self, **self.length_params(length))
+
+    def length_params(self, length: int) -> dict:
+        """The params that make this task's inputs exactly ``length`` long."""
+        return {self.length_field: length, self.min_length_field: length}
+
+    def check_test_lengths(self, lo: int, hi: int) -> None:
+        """ValueError unless the task can be scored at every length in lo..hi (inclusive)."""
+        if not self.length_varies:
+            raise ValueError(self.fixed_length_reason())
+        if not 1 <= lo <= hi:
+            raise ValueError(f"expected [lo, hi] with 1 <= lo <= hi, lengths in {self.length_unit}")
+        for n in (lo, hi):  # every limit is an upper or a lower bound: the ends decide
+            try:
+                self.with_length(n)
+            except ValueError as e:
+                raise ValueError(f"task {self.name!r} cannot make length {n}; {e}") from None
+
+    def fixed_length_reason(self) -> str:
+        """Why the task cannot be tested at other lengths (see length_varies)."""
+        return f"task {self.name!r} has no variable length"
+
+    def test_lengths(self, test_range: Optional[Sequence[int]] = None, longer_by: int = 0,
+                     block_size: Optional[int] = None) -> list[int]:
+        """The lengths to score held-out prompts at: lo..hi of ``test_range`` when given
+        (checked with check_test_lengths), else the training range plus up to ``longer_by``
+        longer, stopping at what the task can make and, when given, ``block_size`` holds.
+        [] for a task without a length."""
+        span = self.length_range
+        if span is None:
+            return []
+        if test_range is not None:
+            lo, hi = test_range
+            return list(range(lo, hi + 1))
+        lengths = list(range(span[0], span[1] + 1))
+        if not self.length_varies:
+            return lengths
+        for n in range(span[1] + 1, span[1] + longer_by + 1):
+            try:
+                longer = self.with_length(n)
+            except ValueError:  # e.g. histogram counts stop at 9
+                break
+            if block_size is not None and longer.seq_len - 1 > block_size:
+                break
+            lengths.append(n)
+        return lengths
+
+    def length_variant(self, length: int) -> "Task":
+        """The task whose held-out prompts are those of exactly ``length``: itself when it
+        is trained on that length alone, else with_length(length)."""
+        return self if self.length_range == (length, length) else self.with_length(length)
+
+    def context_sizes(self, test_range: Optional[Sequence[int]] = None, longer_by: int = 0) -> tuple[int, int]:
+        """(the shortest block_size that holds a training sequence, the one that also holds
+        every test length's sequences): x is seq[:-1], so seq_len - 1 positions."""
+        needed = self.seq_len - 1
+        longest = [self.length_variant(n).seq_len - 1 for n in self.test_lengths(test_range, longer_by)]
+        return needed, max([needed] + longest)
 
     # -- shared ------------------------------------------------------------------------
 
@@ -173,33 +264,6 @@ class Task:
                     seen.add(tuple(p))
                     prompts.append(p)
         return [(p, self.solve(p)) for p in prompts]
-
-    def with_length(self, length: int) -> "Task":
-        """The same task with inputs of exactly ``length`` (for length generalisation)."""
-        if not self.length_varies:
-            raise ValueError(f"task {self.name!r} has no variable length")
-        return dataclasses.replace(self, length=length, min_length=length)
-
-    def longer_variants(self, longer_by: int, block_size: Optional[int] = None) -> list["Task"]:
-        """This task with inputs 1..longer_by longer (those that fit ``block_size``, if given),
-        for testing on lengths never trained on; [] when the length is fixed."""
-        variants = []
-        if not self.length_varies:
-            return variants
-        for extra in range(1, longer_by + 1):
-            try:
-                longer = self.with_length(self.length + extra)
-            except ValueError:  # e.g. histogram counts stop at 9
-                break
-            if block_size is None or longer.seq_len - 1 <= block_size:
-                variants.append(longer)
-        return variants
-
-    def context_sizes(self, longer_by: int) -> tuple[int, int]:
-        """(the shortest block_size that holds a training sequence, the one that also holds
-        the ``longer_by`` longer test inputs): x is seq[:-1], so seq_len - 1 positions."""
-        needed = self.seq_len - 1
-        return needed, max([needed] + [t.seq_len - 1 for t in self.longer_variants(longer_by)])
 
     def format(self, tokens: Iterable[int]) -> str:
         """Tokens as text: symbols glued together when all are one character, else spaced."""

@@ -7,7 +7,9 @@ from typing import Iterator, Optional
 
 from gptdecoder.tasks.base import Task, enumerate_sequences
 
-DIGITS = [str(d) for d in range(10)]
+# The symbols of sort, reverse and copy: base-36 digits, 0-9 then a-z (the first num_digits
+# of them). More than 10 make repeated symbols rarer in long inputs.
+DIGITS = [str(d) for d in range(10)] + [chr(ord("a") + i) for i in range(26)]
 
 
 def _check_length(length: int, min_length: Optional[int]) -> None:
@@ -22,13 +24,16 @@ class SortTask(Task):
     """Sort digits ascending: prompt 1 2 1 0 1 0 -> answer 0 0 1 1 1 2 (minGPT's demo task).
 
     With fixed length (min_length unset) there is no separator: the model knows where the
-    answer starts by counting. With ``min_length`` the prompt length varies and ends in '='.
+    answer starts by counting, so it cannot be tested at other lengths. With ``min_length``
+    (min_length == length for one length) the prompt ends in '=' and its length is
+    min_length..length, drawn uniformly.
     ``repeat_boost`` makes prompts where one digit fills all but at most one position
     (1 + repeat_boost) times as likely: e.g. 222221, where the lone 1 must come first.
     Such prompts are rare (39 of 729 for 6 x {0,1,2}) and are where small sorters fail.
     """
 
     name = "sort"
+    length_field, min_length_field = "length", "min_length"
     length: int = 6
     num_digits: int = 3
     min_length: Optional[int] = None
@@ -37,8 +42,8 @@ class SortTask(Task):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_length(self.length, self.min_length)
-        if not 2 <= self.num_digits <= 10:
-            raise ValueError(f"num_digits={self.num_digits}: expected 2..10")
+        if not 2 <= self.num_digits <= len(DIGITS):
+            raise ValueError(f"num_digits={self.num_digits}: expected 2..{len(DIGITS)} (0-9, then a-z)")
         if not 0.0 <= self.repeat_boost <= 100.0:
             raise ValueError(f"repeat_boost={self.repeat_boost}: expected a number in [0, 100]")
         self.symbols = DIGITS[: self.num_digits] + (["="] if self.length_varies else [])
@@ -46,6 +51,10 @@ class SortTask(Task):
     @property
     def length_varies(self) -> bool:
         return self.min_length is not None
+
+    def fixed_length_reason(self) -> str:
+        return ("task 'sort' without task.params.min_length has a fixed length and no end marker: "
+                "set min_length (e.g. 1, or equal to length) to test other lengths")
 
     @property
     def seq_len(self) -> int:
@@ -93,7 +102,7 @@ class _EqualsTerminated:
 
     length: int
     min_length: Optional[int]
-    length_varies = True
+    length_field, min_length_field = "length", "min_length"
 
     @property
     def alphabet_size(self) -> int:
@@ -127,8 +136,8 @@ class _SeparatedSequenceTask(_EqualsTerminated, Task):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_length(self.length, self.min_length)
-        if not 2 <= self.num_digits <= 10:
-            raise ValueError(f"num_digits={self.num_digits}: expected 2..10")
+        if not 2 <= self.num_digits <= len(DIGITS):
+            raise ValueError(f"num_digits={self.num_digits}: expected 2..{len(DIGITS)} (0-9, then a-z)")
         self.symbols = DIGITS[: self.num_digits] + ["="]
 
     @property

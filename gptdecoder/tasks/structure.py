@@ -33,16 +33,21 @@ class RecallTask(Task):
     guesses among the values) for minutes (configs/tasks/recall_4pairs.yaml; mixing the
     pair counts within each batch instead never left the plateau). The switch depends only on
     the step, so resumed and multi-process runs switch at the same point. Held-out and
-    train-accuracy prompts always have num_pairs pairs.
+    train-accuracy prompts always have num_pairs pairs (min_pairs..num_pairs with min_pairs).
+
+    The length of a prompt is its number of pairs: num_pairs, or with ``min_pairs`` drawn
+    uniformly from min_pairs..num_pairs per prompt (the '?' marks where the pairs end).
     """
 
     name = "recall"
+    length_field, min_length_field, length_unit = "num_pairs", "min_pairs", "key-value pairs"
     num_pairs: int = 4
     num_keys: int = 8
     num_values: int = 10
     num_queries: int = 1
     curriculum_pairs: Optional[int] = None
     curriculum_steps: int = 0
+    min_pairs: Optional[int] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -50,6 +55,8 @@ class RecallTask(Task):
             raise ValueError(f"num_keys={self.num_keys}: expected 2..26")
         if not 1 <= self.num_pairs <= self.num_keys:
             raise ValueError(f"num_pairs={self.num_pairs}: expected 1..num_keys ({self.num_keys})")
+        if self.min_pairs is not None and not 1 <= self.min_pairs <= self.num_pairs:
+            raise ValueError(f"min_pairs={self.min_pairs}: expected 1 <= min_pairs <= num_pairs ({self.num_pairs})")
         if not 2 <= self.num_values <= 10:
             raise ValueError(f"num_values={self.num_values}: expected 2..10")
         if not isinstance(self.num_queries, int) or self.num_queries < 1:
@@ -65,12 +72,18 @@ class RecallTask(Task):
     def seq_len(self) -> int:
         return 2 * self.num_pairs + 1 + 2 * self.num_queries
 
+    def length_params(self, length: int) -> dict:
+        """Exactly ``length`` pairs; the curriculum, a matter of training, is dropped."""
+        return {**super().length_params(length), "curriculum_pairs": None, "curriculum_steps": 0}
+
     def sample_prompt(self, rng: random.Random) -> list[int]:
-        return self._sample_prompt(rng, self.num_pairs)
+        n = self.num_pairs if self.min_pairs is None else rng.randint(self.min_pairs, self.num_pairs)
+        return self._sample_prompt(rng, n)
 
     def train_prompt(self, rng: random.Random, step: int) -> list[int]:
-        in_curriculum = self.curriculum_pairs is not None and step < self.curriculum_steps
-        return self._sample_prompt(rng, self.curriculum_pairs if in_curriculum else self.num_pairs)
+        if self.curriculum_pairs is not None and step < self.curriculum_steps:
+            return self._sample_prompt(rng, self.curriculum_pairs)
+        return self.sample_prompt(rng)
 
     def _sample_prompt(self, rng: random.Random, num_pairs: int) -> list[int]:
         keys = rng.sample(range(self.num_keys), num_pairs)
@@ -109,12 +122,11 @@ class DyckTask(Task):
     """
 
     name = "dyck"
+    length_field, min_length_field = "length", "min_length"
     length: int = 10
     kinds: int = 2
     max_depth: int = 4
     min_length: Optional[int] = None
-
-    length_varies = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
