@@ -63,7 +63,9 @@ class BenchFile:
     """The schema of a bench file (every key checked, like a config section)."""
 
     base: Union[str, list] = "configs/tasks/sort.yaml"  # a config file, or a list of them
-    axes: dict = dataclasses.field(default_factory=dict)  # dotted config key -> list of values
+    # dotted config key -> list of values, or a mapping of names to values ({rope: {...}}):
+    # named values label the rows, the columns and the plots by their names
+    axes: dict = dataclasses.field(default_factory=dict)
     seeds: list = dataclasses.field(default_factory=lambda: [0])  # train.seed of each cell
     set: list = dataclasses.field(default_factory=list)  # KEY=VALUE overrides applied to every cell
     out: Optional[str] = None  # output directory (None: runs/<bench file stem>)
@@ -80,6 +82,7 @@ class Bench:
     seeds: list[int]
     overrides: list[str]
     out: str
+    names: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # axis key -> its values' names, if named
 
 
 @dataclasses.dataclass
@@ -87,7 +90,7 @@ class Cell:
     """One run of the grid: its coordinates, its validated config and its cache key."""
 
     base: str  # the base config as the bench file names it
-    values: dict  # axis key -> this cell's value
+    values: dict  # axis key -> this cell's value (its name, for a named axis)
     seed: int
     config: Config  # validated; output.dir is the cell's run directory
     key: str  # hash of everything that decides the result
@@ -122,12 +125,16 @@ def load_bench(path: Union[str, Path]) -> Bench:
     if len(set(bases)) < len(bases):
         raise UserError(f"bench.base lists a config twice: {bases}")
     base_files = [_find_base(b, path) for b in bases]
-    axes = {}
+    axes, names = {}, {}
     for key, values in spec.axes.items():
         if not isinstance(key, str) or not key.strip() or "=" in key:
             raise UserError(f"bench.axes: {key!r} is not a dotted config key such as model.d_model")
+        if isinstance(values, dict) and values:  # named values: {name: value}
+            names[key.strip()] = [str(name) for name in values]
+            values = list(values.values())
         if not isinstance(values, list) or not values:
-            raise UserError(f"bench.axes.{key}={values!r}: expected a non-empty list of values, e.g. [32, 64]")
+            raise UserError(f"bench.axes.{key}={values!r}: expected a non-empty list of values, e.g. [32, 64], "
+                            "or a mapping of names to values")
         if len({_canonical(v) for v in values}) < len(values):
             raise UserError(f"bench.axes.{key} lists a value twice: {values!r}")
         axes[key.strip()] = values
@@ -138,7 +145,7 @@ def load_bench(path: Union[str, Path]) -> Bench:
     if not all(isinstance(s, str) for s in spec.set):
         raise UserError(f"bench.set={spec.set!r}: expected a list of KEY=VALUE strings, e.g. [train.max_seconds=60]")
     out = spec.out or str(Path("runs") / path.stem)
-    return Bench(str(path), bases, base_files, axes, list(spec.seeds), list(spec.set), out)
+    return Bench(str(path), bases, base_files, axes, list(spec.seeds), list(spec.set), out, names)
 
 
 def _find_base(name: str, bench_path: Path) -> Path:
@@ -168,15 +175,16 @@ def expand(bench: Bench, extra_overrides: Sequence[str] = (), out: Optional[Unio
         raw = read_yaml_mapping(base_file, "config", "a mapping of sections")
         if not raw:
             raise UserError(f"{base_file} is empty: expected sections such as model, task, train")
-        for combo in itertools.product(*(bench.axes[k] for k in keys)):
-            values = dict(zip(keys, combo))
+        for combo in itertools.product(*(range(len(bench.axes[k])) for k in keys)):
+            settings = {k: bench.axes[k][i] for k, i in zip(keys, combo)}  # what the config gets
+            values = {k: bench.names[k][i] if k in bench.names else settings[k] for k, i in zip(keys, combo)}
             for seed in bench.seeds:
                 cell_raw = copy.deepcopy(raw)
                 where = f"bench {bench.path}, cell {describe(base, values, seed)}"
                 try:
                     for item in ("train.num_threads=1", "output.plots=false", *fixed):
                         apply_override(cell_raw, item)
-                    for key, value in values.items():
+                    for key, value in settings.items():
                         set_key(cell_raw, key, value)
                     set_key(cell_raw, "train.seed", seed)
                     config = config_from_dict(cell_raw)

@@ -76,6 +76,18 @@ def test_cells_are_bases_times_axes_times_seeds(tmp_path):
     assert len({cell.key for cell in cells}) == len(cells)
 
 
+def test_named_axis_values_label_cells_and_set_the_config(tmp_path):
+    """An axis given as {name: value} sets the value and labels the cell by its name; the
+    name does not enter the cache key (the same config under another name is the same cell)."""
+    named = cells_of(tmp_path, axes={"model": {"narrow": {"n_layer": 1, "n_head": 2, "d_model": 16},
+                                               "wide": {"n_layer": 1, "n_head": 2, "d_model": 32}}}, seeds=[0])
+    assert [c.values for c in named] == [{"model": "narrow"}, {"model": "wide"}]
+    assert [c.config.model.d_model for c in named] == [16, 32]
+    plain = cells_of(tmp_path, axes={"model.d_model": [16, 32]}, seeds=[0])
+    assert [c.key for c in named] == [c.key for c in plain]
+    assert grid.variant_label(named[1].values) == "model=wide"
+
+
 def test_the_cache_key_is_the_resolved_config(tmp_path):
     a = cells_of(tmp_path, out="a", seeds=[0])[0]
     b = cells_of(tmp_path, out="b", seeds=[0])[0]  # another output directory: the same cell
