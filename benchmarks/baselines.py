@@ -35,6 +35,7 @@ NANOGPT_RECIPE = [
     "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", "--max_iters=2000",
     "--lr_decay_iters=2000", "--dropout=0.0",
 ]
+NANOGPT_TOKENS_PER_ITER = 12 * 64  # batch_size x block_size above
 NANOGPT_OUT = "out-shakespeare-char"  # out_dir of config/train_shakespeare_char.py
 NANOGPT_DATA = Path("data") / "shakespeare_char"
 
@@ -111,12 +112,15 @@ def nanogpt_readme_note(copy: Path) -> Optional[str]:
     return f"note: this checkout's README does not show `{command}`; that is what runs"
 
 
-def run_nanogpt(copy: Path) -> dict:
+def run_nanogpt(copy: Path, threads: int = 0) -> dict:
     """train.py with the baby-GPT recipe in the prepared copy: whole-process wall time, the
-    val loss it prints last, its training time from its per-iteration log, and its final
-    checkpoint scored on the whole validation split."""
+    val loss it prints last (and each printed estimate, with the logged seconds before
+    it), its training time from its per-iteration log, and its final checkpoint scored on
+    the whole validation split. ``threads`` > 0 caps torch's threads (OMP_NUM_THREADS:
+    train.py never sets them itself)."""
     shutil.rmtree(copy / NANOGPT_OUT, ignore_errors=True)
-    result, wall = run([sys.executable, "train.py", *NANOGPT_RECIPE], copy, "nanoGPT's train.py")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads > 0 else None
+    result, wall = run([sys.executable, "train.py", *NANOGPT_RECIPE], copy, "nanoGPT's train.py", env=env)
     evals = re.findall(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)", result.stdout, re.M)
     iters = [(int(i), float(ms) / 1000) for i, ms in re.findall(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms",
                                                                 result.stdout, re.M)]
@@ -129,11 +133,16 @@ def run_nanogpt(copy: Path) -> dict:
     steps = [(i, dt) for i, dt in iters if i < last_eval]
     plain = [dt for i, dt in steps if i not in eval_steps]
     train_seconds = sum(plain) + statistics.median(plain) * (len(steps) - len(plain))
+    # where each printed estimate falls in the run: the logged times (evaluations included) before it
+    logged_before = {step: sum(dt for i, dt in iters if i < int(step)) for step, _, _ in evals}
     report = {
         "wall_seconds": round(wall, 2),
         "iters": last_eval,
         "val_loss_printed": float(evals[-1][2]),
         "train_seconds": round(train_seconds, 2),
+        "tokens": last_eval * NANOGPT_TOKENS_PER_ITER,
+        "logged_seconds": round(sum(dt for _, dt in iters), 2),  # every logged step, evaluations included
+        "estimates": [(round(logged_before[step], 2), float(val)) for step, _, val in evals],
         "recipe": "python train.py " + " ".join(NANOGPT_RECIPE),
     }
     try:

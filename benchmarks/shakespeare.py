@@ -1,38 +1,51 @@
-"""Tiny Shakespeare benchmark: our char config against nanoGPT's CPU "baby GPT" recipe.
+"""Tiny Shakespeare on a CPU: nanoGPT's baby recipe, ours, the fast recipe and what each trick buys.
 
-Run from the repository root, with a local nanoGPT checkout (it is copied to a
-temporary directory and run there; nothing is written into it):
+Run from the repository root (``data.path`` relative to it):
 
     python benchmarks/shakespeare.py --nanogpt /path/to/nanoGPT --set data.path=../shared/data/tinyshakespeare/input.txt
-    python benchmarks/shakespeare.py --set data.path=../shared/data/tinyshakespeare/input.txt   # nanoGPT's recorded figures
-    python benchmarks/shakespeare.py --nanogpt /path/to/nanoGPT --rounds 2 --skip-budget-run
+    python benchmarks/shakespeare.py --seeds 1 --only fast,no-rope --budget 20 --set data.path=...   # a quick check
 
-The baseline is the recipe nanoGPT's README gives for CPUs (4 layers, 4 heads, d_model
-128, context 64, batch 12, lr 1e-3, 2,000 iterations, fp32); ours is ``--config``
-(configs/shakespeare_char.yaml). Measurements, in order:
+It writes ``results.md`` (the table), ``val_loss_vs_time.png`` and ``results.json`` into
+``--out`` (default docs/shakespeare/). The whole thing -- 10 recipes x 3 seeds, each
+recipe twice (see A and B below) -- takes about 50 minutes on a quiet 2-core machine; it
+prints its own estimate first. ``--threads 1`` runs every recipe on one thread, which a
+machine shared with other jobs needs (see the configs' num_threads).
 
-0. With ``--nanogpt DIR``: both recipes as whole processes, one after the other --
-   nanoGPT's prepare.py on our corpus (``data.path``; untimed), then its train.py, and
-   ``python -m gptdecoder train -c CONFIG``. Wall time covers everything a user waits
-   for (imports, training, evaluations, checkpoints); the figure is ours / nanoGPT.
-   nanoGPT's printed val loss is an estimate from 20 random batches, so its final
-   checkpoint is also scored on the whole validation split, as ours is. ``--rounds N``
-   repeats the pair, alternating which goes first, and reports the median of the
-   per-round ratios (a round's two runs see similar load from other processes).
-1. Our config as written, trained step by step in this process, scoring the whole
-   validation split every ``--eval-every`` iterations (not counted as training time):
-   the first training time at which val loss <= the target, and the loss at the end.
-   The target is the loss nanoGPT's model ended at in step 0 (whole split), else its
-   recorded figure; the time is compared with nanoGPT's training time to that loss
-   (the step times it logs, evaluations left out).
-2. The same recipe stretched over ``--budget`` seconds: max_iters is planned from run
-   1's speed so the lr schedule ends on time, and the run stops at the budget anyway;
-   its final val loss is "the loss at 60 s".
+The recipes (rows):
 
-Without a checkout, nanoGPT's figures are ones recorded earlier, printed as such, and
-ratios against them say "vs recorded". Timings depend on what else runs on the machine,
-so each measurement is followed by how many cores other processes kept busy meanwhile
-(from /proc/stat); that is why only figures from one invocation are compared.
+* ``nanogpt``: the CPU "baby GPT" recipe of nanoGPT's README (4 layers, 4 heads, d_model
+  128, context 64, batch 12, lr 1e-3, 2,000 iterations, fp32), run from a temporary copy
+  of the checkout given by ``--nanogpt`` (see baselines.py). Without a checkout, its
+  figures are ones recorded earlier and the row says "recorded".
+* ``gpt2``: configs/shakespeare_char.yaml, our GPT-2-exact recipe.
+* ``fast``: configs/shakespeare_char_fast.yaml.
+* ``no-rope``, ``no-qk-norm``, ...: the fast recipe without one of the GPU speedrun's
+  tricks that it uses, and ``with-softcap``, ...: with one that it leaves out (TRICKS);
+  everything else stays as it is.
+
+For each of our recipes and each seed, two whole processes, ``python -m gptdecoder
+train -c CONFIG`` as a user runs it (imports, data, training, evaluations, checkpoint,
+plots):
+
+A. The recipe as written. Its wall time, launch to exit, is the "time to" the target
+   when its final val loss (the whole validation split) is at or below ``--target``;
+   otherwise the row says it was not reached. The default target, 1.886, is the val
+   loss nanoGPT's recipe prints at its end -- an estimate from 20 random batches; on the
+   whole split its model scores a little worse, which the table shows.
+B. The recipe stretched to ``--budget`` seconds of training: train.max_seconds, and
+   max_iters planned from A's speed so that the lr schedule ends on time. The whole
+   validation split is scored ten times on the way: those evaluations are the
+   benchmark's, not the recipe's, so the curve's time axis leaves them out -- a point's
+   time is the run's start-up (launch to its first step, measured) plus its training
+   time. Its final val loss is "val loss after 60 s"; its curve is the recipe's line in
+   the plot.
+
+nanoGPT runs once per seed (its train.py fixes the seed itself, so only the timing
+varies); its "after 60 s" cell is the loss its recipe ends at, with its training time.
+
+Timings depend on what else runs on the machine: the runs go round-robin over the
+recipes, in reverse order every other seed, so load hits all recipes alike, and the
+table says how many cores other processes kept busy meanwhile (from /proc/stat).
 """
 from __future__ import annotations
 
@@ -45,23 +58,52 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from gptdecoder.config import Config, load_config
-from gptdecoder.data.text import ensure_text, prepare_corpus
+from gptdecoder.data.text import prepare_corpus
 from gptdecoder.errors import UserError
-from gptdecoder.train import Trainer, build_trainer
 from baselines import BaselineError, nanogpt_readme_note, prepare_nanogpt, run, run_nanogpt
-from timing import paired_ratio
+from timing import alternating
 
-NANOGPT_RECORDED = {
-    "val_loss": 1.886, "seconds": 59.5, "iters": 2000,
-    "source": "recorded on the project's 2-core dev machine, not measured in this run",
+GPT2_CONFIG = "configs/shakespeare_char.yaml"
+FAST_CONFIG = "configs/shakespeare_char_fast.yaml"
+NANOGPT_RECORDED = {  # issue 14: a 2-core CPU without bf16; not measured in this run
+    "val_loss": 1.886, "wall_seconds": 68.0, "iters": 2000,
 }
-# Cores kept busy by other processes (during a run, or of difference between the two
-# runs of a round) beyond which the figures get a warning: both recipes use every core,
-# so a step that has to share one with another job slows down far more than in proportion.
-UNEVEN_LOAD = 0.25
+# The GPU speedrun's tricks: (name, the trick, what stands in for it when it is off -- None
+# for nothing --, whether a config uses it, the override that takes it out, the override
+# that puts it in). The fast recipe runs without each trick it uses ("no-NAME") and with
+# each one it leaves out ("with-NAME").
+TRICKS: list[tuple[str, str, Optional[str], Callable[[Config], bool], str, str]] = [
+    ("rope", "rotary positions", "learned positions", lambda c: c.model.pos_encoding == "rope",
+     "model.pos_encoding=learned", "model.pos_encoding=rope"),
+    ("qk-norm", "QK-norm", None, lambda c: c.model.qk_norm, "model.qk_norm=false", "model.qk_norm=true"),
+    ("relu2", "ReLU²", "GELU", lambda c: c.model.activation == "relu2", "model.activation=gelu",
+     "model.activation=relu2"),
+    ("zero-init", "zero-initialised projections", "GPT-2-initialised projections", lambda c: c.model.zero_init_proj,
+     "model.zero_init_proj=false", "model.zero_init_proj=true"),
+    ("softcap", "logit soft-cap 30", None, lambda c: c.model.logit_softcap is not None,
+     "model.logit_softcap=null", "model.logit_softcap=30.0"),
+    ("untied-head", "untied LM head", "tied LM head", lambda c: not c.model.tie_weights,
+     "model.tie_weights=true", "model.tie_weights=false"),
+    ("muon", "Muon", "AdamW everywhere", lambda c: c.train.optimizer == "muon",
+     "train.optimizer=adamw", "train.optimizer=muon"),
+]
+OFF_PLAN = 0.9  # a budget run that trains less than this fraction of the budget ended off its plan
+EVALS_ON_THE_WAY = 10  # whole-split scores during a budget run
+WHOLE_SPLIT = 10**9  # eval.quick_examples this large makes every evaluation cover the whole split
+
+
+@dataclasses.dataclass
+class Recipe:
+    name: str
+    label: str
+    config: Optional[str] = None  # None: nanoGPT
+    overrides: tuple[str, ...] = ()
+
+
+# -- load from other processes -------------------------------------------------------------
 
 
 def cpu_jiffies() -> Optional[tuple[int, int]]:
@@ -77,7 +119,7 @@ def cpu_jiffies() -> Optional[tuple[int, int]]:
 
 class LoadMeter:
     """How many cores other processes kept busy while this one ran: busy ticks minus ours
-    and our finished subprocesses' (the baselines run as children)."""
+    and our finished subprocesses' (every run is a child)."""
 
     def __enter__(self) -> "LoadMeter":
         self.start, self.own, self.wall = cpu_jiffies(), self.cpu_seconds(), time.perf_counter()
@@ -85,159 +127,291 @@ class LoadMeter:
 
     def __exit__(self, *exc) -> None:
         end, own, wall = cpu_jiffies(), self.cpu_seconds(), time.perf_counter() - self.wall
-        self.cores_used_by_others = None
+        self.cores = None
         if self.start is not None and end is not None:
             busy = (end[0] - self.start[0]) / os.sysconf("SC_CLK_TCK")
-            self.cores_used_by_others = max(0.0, busy - (own - self.own)) / wall
+            self.cores = max(0.0, busy - (own - self.own)) / wall
 
     @staticmethod
     def cpu_seconds() -> float:
         t = os.times()
         return t.user + t.system + t.children_user + t.children_system
 
-    def line(self) -> str:
-        cores = self.cores_used_by_others or 0
-        return (f"    other processes kept {cores:.2f} cores busy on average"
-                + (" -- the times above are slowed by it, more than in proportion" if cores > UNEVEN_LOAD else ""))
+
+# -- one whole process ---------------------------------------------------------------------------
 
 
-# -- step 0: whole processes ---------------------------------------------------------------
-
-
-def run_ours(args: argparse.Namespace, out_dir: Path) -> dict:
-    """``python -m gptdecoder train`` on the config as a subprocess: wall time and results.json."""
-    overrides = [*args.set, "output.plots=false", f"output.dir={out_dir}"]
-    cmd = [sys.executable, "-m", "gptdecoder", "train", "-c", args.config, "--no-progress",
-           *(a for item in overrides for a in ("--set", item))]
-    _, wall = run(cmd, Path.cwd(), "python -m gptdecoder train")
+def train_process(recipe: Recipe, overrides: list[str], out_dir: Path) -> dict:
+    """``python -m gptdecoder train`` on the recipe, as a subprocess: wall time, results.json,
+    metrics.jsonl, and the clock time it was launched at."""
+    items = [*recipe.overrides, *overrides, f"output.dir={out_dir}"]
+    cmd = [sys.executable, "-m", "gptdecoder", "train", "-c", recipe.config, "--no-progress",
+           *(a for item in items for a in ("--set", item))]
+    with LoadMeter() as load:
+        launched = time.time()
+        _, wall = run(cmd, Path.cwd(), f"{recipe.name}: python -m gptdecoder train")
+    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     results = json.loads((out_dir / "results.json").read_text())
-    return {"wall_seconds": round(wall, 2), "iters": results["iters"], "train_seconds": results["train_seconds"],
-            "val_loss": results["val_loss"], "val_tokens": results["val_tokens"], "precision": results["precision"],
-            "command": "python -m gptdecoder train -c " + args.config}
+    return {"wall_seconds": round(wall, 2), "launched": launched, "results": results, "records": records,
+            "other_cores": load.cores}
 
 
-def compare_processes(args: argparse.Namespace, corpus: Path, tmp: Path) -> dict:
-    """Step 0: nanoGPT's train.py and ours as whole processes, ``args.rounds`` times (ABBA)."""
-    print(f"step 0: whole processes, nanoGPT (checkout {args.nanogpt}, run from a temporary copy) and ours, "
-          f"{args.rounds} round(s)")
-    copy = prepare_nanogpt(Path(args.nanogpt), corpus, tmp / "nanoGPT")
-    note = nanogpt_readme_note(copy)
-    if note:
-        print("  " + note)
-    runs: dict[str, list[dict]] = {"nanogpt": [], "ours": []}
-    for r in range(args.rounds):
-        for name in ("nanogpt", "ours") if r % 2 == 0 else ("ours", "nanogpt"):
-            with LoadMeter() as load:
-                result = run_nanogpt(copy) if name == "nanogpt" else run_ours(args, tmp / f"ours-{r}")
-            result["other_processes_cores"] = load.cores_used_by_others
-            runs[name].append(result)
-            print(f"  round {r + 1}, {describe_process(name, result)}")
-            print(load.line())
-    nano, ours = runs["nanogpt"], runs["ours"]
-    ratio = paired_ratio({k: [x["wall_seconds"] for x in v] for k, v in runs.items()}, "ours", "nanogpt")
-    how = "measured in this run" + (f", median over {args.rounds} rounds" if args.rounds > 1 else "")
-    print(f"  wall time ours / nanoGPT: {ratio:.2f} ({how})")
-    uneven = [r + 1 for r, (a, b) in enumerate(zip(nano, ours))
-              if abs((a["other_processes_cores"] or 0) - (b["other_processes_cores"] or 0)) > UNEVEN_LOAD]
-    if uneven:
-        print(f"  warning: other processes loaded the machine unevenly between the two runs of round(s) "
-              f"{', '.join(map(str, uneven))}, which skews the ratio; rerun on a quieter machine or with more --rounds")
-    nano_loss = median_or_none([x["val_loss"] for x in nano])
-    our_loss = statistics.median(x["val_loss"] for x in ours)
-    if nano_loss is not None:
-        print(f"  val loss over the whole validation split: ours {our_loss:.4f}, nanoGPT {nano_loss:.4f} "
-              f"(ours - nanoGPT: {our_loss - nano_loss:+.4f}; {how})")
-        if nano[0].get("val_tokens") != ours[0]["val_tokens"]:
-            print(f"  note: the two validation splits differ ({nano[0].get('val_tokens')} vs "
-                  f"{ours[0]['val_tokens']} tokens scored)")
-    else:
-        print(f"  nanoGPT's checkpoint could not be scored on the whole split: {nano[0].get('score_error')}")
-    return {
-        "nanogpt": nano, "ours": ours, "wall_ratio_ours_over_nanogpt": round(ratio, 3),
-        "nanogpt_val_loss": nano_loss, "ours_val_loss": our_loss,
-        "nanogpt_train_seconds": statistics.median(x["train_seconds"] for x in nano),
-        "nanogpt_iters": nano[0]["iters"],
-    }
+def curve(process: dict) -> list[tuple[float, float]]:
+    """(seconds since launch, val loss) at each whole-split evaluation and at the end, the
+    evaluations themselves left out: start-up (launch to the first step) + training time."""
+    evals = [r for r in process["records"] if "val_loss" in r and "eval_seconds" in r]
+    results = process["results"]
+    if not evals:
+        return [(process["wall_seconds"], results["val_loss"])]
+    first = evals[0]
+    startup = first["time"] - first["eval_seconds"] - process["launched"] - first["train_seconds"]
+    points = [(startup + r["train_seconds"], r["val_loss"]) for r in evals]
+    if evals[-1]["iter"] != results["iters"]:
+        points.append((startup + results["train_seconds"], results["val_loss"]))
+    return [(round(t, 2), round(v, 4)) for t, v in points]
 
 
-def describe_process(name: str, r: dict) -> str:
-    if name == "ours":
-        return (f"ours (`{r['command']}`): {r['wall_seconds']:.1f} s wall; {r['iters']} iters, "
-                f"{r['train_seconds']:.1f} s of it training; val loss {r['val_loss']:.4f} (whole val split), "
-                f"{r['precision']}")
-    whole = f"{r['val_loss']:.4f} (whole val split" if r["val_loss"] is not None else "not scored (whole val split"
-    if r["val_loss"] is not None and r["checkpoint_iter"] != r["iters"]:
-        whole += f", its checkpoint from iter {r['checkpoint_iter']}"
-    return (f"nanoGPT (`{r['recipe']}`): {r['wall_seconds']:.1f} s wall; {r['iters']} iters, "
-            f"{r['train_seconds']:.1f} s of it training (its logged step times, evals left out); "
-            f"val loss {r['val_loss_printed']:.4f} (its estimate, 20 random batches) / {whole})")
+def run_ours(recipe: Recipe, seed: int, args: argparse.Namespace, tmp: Path) -> dict:
+    """A (the recipe as written) and B (stretched to the budget) for one seed."""
+    common = [*args.set, f"train.seed={seed}", *([f"train.num_threads={args.threads}"] if args.threads else [])]
+    a = train_process(recipe, common, tmp / f"{recipe.name}-{seed}-a")
+    res = a["results"]
+    out = {"seed": seed, "wall_seconds": a["wall_seconds"], "val_loss": res["val_loss"], "iters": res["iters"],
+           "train_seconds": res["train_seconds"], "tokens_per_second": res["tokens_per_second"],
+           "reached": res["val_loss"] <= args.target, "other_cores": [a["other_cores"]]}
+    if args.budget > 0:
+        iters = max(1, int(res["iters"] / res["train_seconds"] * args.budget))
+        b = train_process(recipe, common + [
+            f"train.max_iters={iters}", f"train.max_seconds={args.budget}", "train.lr_decay_iters=null",
+            f"train.eval_interval={max(1, iters // EVALS_ON_THE_WAY)}", f"eval.quick_examples={WHOLE_SPLIT}",
+            "output.plots=false"], tmp / f"{recipe.name}-{seed}-b")
+        points = curve(b)
+        hit = next((t for t, v in points if v <= args.target), None)
+        done, seconds = b["results"]["iters"], b["results"]["train_seconds"]
+        out.update(budget_val_loss=b["results"]["val_loss"], budget_iters=done, budget_train_seconds=seconds,
+                   curve=points, budget_seconds_to_target=hit,
+                   # the machine's speed changed between A and B: the schedule was cut short or ended early
+                   budget_off_plan=done < OFF_PLAN * iters or seconds < OFF_PLAN * args.budget)
+        out["other_cores"].append(b["other_cores"])
+    return out
 
 
-def median_or_none(values: list) -> Optional[float]:
+def run_baseline(copy: Path, seed: int, args: argparse.Namespace) -> dict:
+    """nanoGPT's recipe once: whole-process wall time, its whole-split final loss, and its
+    printed 20-batch estimates on the way, placed at its start-up + logged step times."""
+    with LoadMeter() as load:
+        r = run_nanogpt(copy, args.threads)
+    startup = r["wall_seconds"] - r["logged_seconds"]
+    loss = r["val_loss"] if r["val_loss"] is not None else r["val_loss_printed"]
+    return {"seed": seed, "wall_seconds": r["wall_seconds"], "val_loss": loss, "iters": r["iters"],
+            "train_seconds": r["train_seconds"], "tokens_per_second": round(r["tokens"] / r["train_seconds"]),
+            "budget_val_loss": loss, "budget_train_seconds": r["train_seconds"],
+            "curve": [(round(startup + t, 2), v) for t, v in r["estimates"]], "other_cores": [load.cores]}
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+
+def recipes(args: argparse.Namespace) -> list[Recipe]:
+    fast = load_config(args.fast_config, args.set)
+    rows = [Recipe("nanogpt", "nanoGPT baby GPT"),
+            Recipe("gpt2", f"ours, GPT-2 ({args.gpt2_config})", args.gpt2_config),
+            Recipe("fast", f"fast ({args.fast_config})", args.fast_config)]
+    for name, trick, stand_in, uses, take_out, put_in in TRICKS:
+        if uses(fast):
+            label = f"fast, {stand_in} instead of {trick}" if stand_in else f"fast without {trick}"
+            rows.append(Recipe(f"no-{name}", label, args.fast_config, (take_out,)))
+        else:
+            label = f"fast, {trick} instead of {stand_in}" if stand_in else f"fast with {trick}"
+            rows.append(Recipe(f"with-{name}", label, args.fast_config, (put_in,)))
+    if args.only:
+        known = {r.name for r in rows}
+        unknown = set(args.only) - known
+        if unknown:
+            raise UserError(f"--only {', '.join(sorted(unknown))}: expected some of {', '.join(r.name for r in rows)}")
+        rows = [r for r in rows if r.name in args.only]
+    return rows
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    rows = recipes(args)
+    config = load_config(args.gpt2_config, args.set)
+    corpus = prepare_corpus(config.data, log=print)  # encoded (or found cached) before anything is timed
+    seeds = [config.train.seed + i for i in range(args.seeds)]
+    print(f"{len(rows)} recipes x {len(seeds)} seed(s): about {estimate_minutes(rows, args):.0f} min on a quiet "
+          "2-core machine")
+    runs: dict[str, list[dict]] = {r.name: [] for r in rows}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        copy = None
+        if args.nanogpt and "nanogpt" in runs:
+            copy = prepare_nanogpt(Path(args.nanogpt), Path(config.data.path), tmp / "nanoGPT")
+            note = nanogpt_readme_note(copy)
+            if note:
+                print(note)
+        for seed, row in alternating(seeds, rows):
+            if row.name == "nanogpt":
+                if copy is None:
+                    continue
+                result = run_baseline(copy, seed, args)
+            else:
+                result = run_ours(row, seed, args, tmp)
+            runs[row.name].append(result)
+            print(f"  [{time.perf_counter() - started:5.0f} s] {row.name}, seed {seed}: {describe(result, args)}",
+                  flush=True)
+    if "nanogpt" in runs and not runs["nanogpt"]:
+        runs["nanogpt"] = [dict(NANOGPT_RECORDED, recorded=True)]
+    return {"target": args.target, "budget": args.budget, "seeds": seeds, "overrides": args.set,
+            "corpus": str(config.data.path), "val_tokens": len(corpus.val) - 1,
+            "recipes": [dataclasses.asdict(r) for r in rows], "runs": runs}
+
+
+def estimate_minutes(rows: list[Recipe], args: argparse.Namespace) -> float:
+    """A rough total: the recipes as written (nanoGPT's and ours, from earlier runs) and the
+    budget runs (the budget plus start-up and ten whole-split evaluations)."""
+    as_written = {"nanogpt": 70 if args.nanogpt else 0, "gpt2": 50}
+    seconds = sum(as_written.get(r.name, 20) + (args.budget + 15 if r.config and args.budget > 0 else 0)
+                  for r in rows)
+    return seconds * args.seeds / 60
+
+
+def describe(r: dict, args: argparse.Namespace) -> str:
+    text = (f"{r['wall_seconds']:.1f} s wall, val loss {r['val_loss']:.4f} after {r['iters']} iters "
+            f"({r['train_seconds']:.1f} s training, {r['tokens_per_second']:,} tokens/s)")
+    if "curve" in r and r.get("budget_iters"):
+        text += f"; budget run: {r['budget_val_loss']:.4f} after {r['budget_train_seconds']:.1f} s"
+        if r["budget_off_plan"]:
+            text += f" ({r['budget_iters']} iters: the machine's speed changed, the schedule did not fit the budget)"
+    cores = [c for c in r["other_cores"] if c is not None]
+    return text + (f"; other processes: {statistics.mean(cores):.2f} cores" if cores else "")
+
+
+# -- the table and the plot ---------------------------------------------------------------------
+
+
+def spread(values: list, digits: int, unit: str = "") -> str:
+    """mean ± std over the seeds (the value alone for one; — for none)."""
     values = [v for v in values if v is not None]
-    return round(statistics.median(values), 4) if values else None
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:,.{digits}f}{unit}"
+    return f"{statistics.mean(values):,.{digits}f} ± {statistics.stdev(values):,.{digits}f}{unit}"
 
 
-# -- steps 1 and 2: training in this process -------------------------------------------------
+def reached_in(values: list, seeds: int, digits: int = 1) -> str:
+    """mean ± std of the seconds when every seed reached the target, else how many did not."""
+    missing = sum(v is None for v in values)
+    return spread(values, digits, " s") if not missing else f"not reached ({missing} of {seeds} seeds)"
 
 
-def text_trainer(config: Config) -> Trainer:
-    """The Trainer that train_from_config builds for a text config, without a run directory."""
-    return build_trainer(config, say=lambda s: None)[1]
+def table_row(name: str, rs: list[dict], target: float, nano_wall: float, budget: float) -> list[str]:
+    """The cells after the label: wall time to target, × nanoGPT, val loss as written,
+    after the budget, when the budget run reached the target, tokens/s, other load."""
+    if name == "nanogpt":  # its recipe's own end; no stretched run
+        wall = spread([r["wall_seconds"] for r in rs], 1, " s")
+        ratio, on_the_way = "1", "—"
+        after = spread([r["val_loss"] for r in rs], 3)
+        if rs[0].get("train_seconds"):
+            after += f" (its end, {statistics.mean(r['train_seconds'] for r in rs):.0f} s)"
+    else:
+        wall = reached_in([r["wall_seconds"] if r["reached"] else None for r in rs], len(rs))
+        all_reached = all(r["reached"] for r in rs)
+        ratio = f"{statistics.mean(r['wall_seconds'] for r in rs) / nano_wall:.2f}" if all_reached else "—"
+        after = spread([r.get("budget_val_loss") for r in rs], 3) if budget else "—"
+        if any(r.get("budget_off_plan") for r in rs):
+            after += " †"
+        on_the_way = reached_in([r.get("budget_seconds_to_target") for r in rs], len(rs)) if budget else "—"
+    cores = [c for r in rs for c in r.get("other_cores", []) if c is not None]
+    return [wall, ratio, spread([r["val_loss"] for r in rs], 3), after, on_the_way,
+            spread([r.get("tokens_per_second") for r in rs], 0), f"{statistics.mean(cores):.2f}" if cores else "—"]
 
 
-def train_timed(config: Config, target: float, eval_every: int, budget: Optional[float]) -> dict:
-    """Train step by step, timing only the steps; score the whole val split every eval_every."""
-    trainer = text_trainer(config)
-    max_iters = trainer.cfg.max_iters
-
-    def score() -> dict:
-        return trainer.data.evaluate(trainer.model, final=True)
-
-    curve, hit = [], None
-    trainer.model.train()
-    while trainer.step < max_iters and (budget is None or trainer.train_seconds < budget):
-        t0 = time.perf_counter()
-        trainer.train_step()
-        trainer.train_seconds += time.perf_counter() - t0
-        if trainer.step % eval_every == 0 or trainer.step == max_iters:
-            val = score()["val_loss"]
-            curve.append({"iter": trainer.step, "seconds": round(trainer.train_seconds, 2), "val_loss": val})
-            if hit is None and val <= target:
-                hit = curve[-1]
-    final = score()
-    return {
-        "iters": trainer.step,
-        "train_seconds": round(trainer.train_seconds, 2),
-        "tokens_per_second": round(trainer.tokens_seen / trainer.train_seconds),
-        "val_loss": final["val_loss"],
-        "val_bits_per_byte": final["val_bits_per_byte"],
-        "params": trainer.model.num_params(),
-        "precision": trainer.precision,
-        "first_at_target": hit,
-        "curve": curve,
-    }
+def table(report: dict) -> str:
+    """results.md: one row per recipe."""
+    target, budget, runs = report["target"], report["budget"], report["runs"]
+    nano = runs.get("nanogpt") or [dict(NANOGPT_RECORDED, recorded=True)]
+    nano_wall = statistics.mean(r["wall_seconds"] for r in nano)
+    recorded = " (recorded)" if nano[0].get("recorded") else ""
+    lines = [
+        f"Tiny Shakespeare, character level, on a CPU; mean ± std over {len(report['seeds'])} seed(s). Val loss: "
+        f"the whole validation split ({report['val_tokens']:,} predictions). Wall time: the whole process, launch to "
+        f"exit, of the recipe as written. After {budget:.0f} s: the recipe with its schedule stretched to "
+        f"{budget:.0f} s of training; the next column is when that run's curve first reached {target} (seconds since "
+        f"launch, its extra evaluations left out).",
+        "",
+        f"| recipe | wall time to val loss {target} | × nanoGPT{recorded} | val loss, as written | "
+        f"val loss after {budget:.0f} s | {budget:.0f} s run at {target} after | tokens/s | other processes (cores) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for recipe in report["recipes"]:
+        rs = nano if recipe["name"] == "nanogpt" else runs.get(recipe["name"], [])
+        if rs:
+            label = recipe["label"] + (recorded if recipe["name"] == "nanogpt" else "")
+            lines.append("| " + " | ".join([label, *table_row(recipe["name"], rs, target, nano_wall, budget)]) + " |")
+    if any(r.get("budget_off_plan") for rs in runs.values() for r in rs):
+        lines += ["", f"† in some seed the machine's speed changed between the two runs, so the schedule planned "
+                      f"from the first did not fit the {budget:.0f} s: rerun on a quieter machine or with --threads 1"]
+    return "\n".join(lines) + "\n"
 
 
-# -- the benchmark ----------------------------------------------------------------------------
+def plot(report: dict, path: Path) -> None:
+    """Val loss against seconds since launch, one line per recipe (its first seed's budget
+    run); a dot where the recipe as written ended; the target as a dashed line."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, recipe in enumerate(report["recipes"]):
+        rs = report["runs"].get(recipe["name"]) or []
+        color = f"C{i % 10}"
+        first = next((r for r in rs if r.get("curve")), None)
+        if first is not None:
+            style = "--" if recipe["name"] == "nanogpt" else "-"
+            ax.plot(*zip(*first["curve"]), style, color=color, marker=".", linewidth=1.5,
+                    label=recipe["label"] + (" (its 20-batch estimates)" if recipe["name"] == "nanogpt" else ""))
+        ends = [(r["wall_seconds"], r["val_loss"]) for r in rs if "wall_seconds" in r]
+        if ends:
+            ax.scatter(*zip(*ends), color=color, s=40, zorder=3, label=None if first is not None else
+                       recipe["label"] + (" (recorded)" if rs[0].get("recorded") else ""))
+    ax.axhline(report["target"], color="grey", linestyle=":", linewidth=1)
+    ax.text(0.01, report["target"], f"{report['target']}", color="grey", va="bottom", ha="left",
+            transform=ax.get_yaxis_transform())  # x in axes fractions, y in data
+    ax.set_xlabel("seconds since launch (the benchmark's extra evaluations left out)")
+    ax.set_ylabel("val loss, whole split (nats per character)")
+    ax.set_ylim(top=min(2.6, ax.get_ylim()[1]))
+    ax.set_title(f"Tiny Shakespeare (char) on a CPU: lines = recipe stretched to {report['budget']:.0f} s of "
+                 "training, dots = recipe as written", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/shakespeare_char.yaml")
+    parser.add_argument("--nanogpt", metavar="DIR", help="a local nanoGPT checkout to run as the baseline "
+                        "(without one: its recorded figures)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per recipe (default 3)")
+    parser.add_argument("--only", type=lambda s: s.split(","), default=None, metavar="NAME[,NAME]",
+                        help="only these recipes: nanogpt, gpt2, fast, and no-TRICK or with-TRICK for the tricks "
+                             f"{', '.join(t[0] for t in TRICKS)}")
+    parser.add_argument("--budget", type=float, default=60.0, help="seconds of training of the stretched run "
+                        "(0: leave it out)")
+    parser.add_argument("--target", type=float, default=NANOGPT_RECORDED["val_loss"], help="val loss to reach")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for every recipe, nanoGPT's too (default: the configs' num_threads for "
+                             "ours, torch's default for nanoGPT). On a machine shared with other jobs, 1 keeps a busy "
+                             "core from stalling every step")
+    parser.add_argument("--gpt2-config", default=GPT2_CONFIG)
+    parser.add_argument("--fast-config", default=FAST_CONFIG)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. data.path=../shared/data/tinyshakespeare/input.txt (repeatable)")
-    parser.add_argument("--nanogpt", metavar="DIR", help="a local nanoGPT checkout to run as the baseline")
-    parser.add_argument("--rounds", type=int, default=1, help="whole-process pairs to run with --nanogpt")
-    parser.add_argument("--target", type=float, default=None,
-                        help="val loss to reach in run 1 (default: nanoGPT's, measured or recorded)")
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds of training for run 2")
-    parser.add_argument("--eval-every", type=int, default=None, help="iters between val scores (default max_iters/20)")
-    parser.add_argument("--skip-budget-run", action="store_true", help="leave out run 2")
-    parser.add_argument("--json", help="also write the figures to this file")
+                        help="config override for our recipes, e.g. data.path=../shared/data/tinyshakespeare/input.txt")
+    parser.add_argument("--out", default="docs/shakespeare", help="directory for results.md, "
+                        "val_loss_vs_time.png and results.json")
     args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     try:
         report = benchmark(args)
     except UserError as e:
@@ -246,78 +420,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BaselineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = table(report)
+    command = "python benchmarks/shakespeare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    (out / "results.md").write_text(text + f"\nRegenerate: `{command}`\n")
+    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot(report, out / "val_loss_vs_time.png")
+    print("\n" + text)
+    print(f"wrote {out}/results.md, val_loss_vs_time.png, results.json")
     return 0
-
-
-def benchmark(args: argparse.Namespace) -> dict:
-    config = load_config(args.config, args.set)
-    if not config.is_text:
-        raise UserError(f"{args.config} is not a text config (task.name: text)")
-    corpus = ensure_text(config.data.path)
-    prepare_corpus(config.data, log=print)  # encode (or find cached) before anything is timed
-    report: dict = {"config": args.config, "overrides": args.set, "corpus": str(corpus)}
-    recorded = (f"nanoGPT baby recipe: val loss {NANOGPT_RECORDED['val_loss']} after {NANOGPT_RECORDED['iters']} "
-                f"iters in {NANOGPT_RECORDED['seconds']} s ({NANOGPT_RECORDED['source']})")
-
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.nanogpt:
-            baseline = compare_processes(args, corpus, Path(tmp))
-            report["processes"] = baseline
-            measured = baseline["nanogpt_val_loss"] is not None
-        else:
-            print(recorded)
-            report["nanogpt_recorded"] = NANOGPT_RECORDED
-            measured = False
-    if measured:
-        ref_loss, ref_seconds = baseline["nanogpt_val_loss"], baseline["nanogpt_train_seconds"]
-        ref_label = "measured in this run"
-        ref_what = f"nanoGPT's training time to its final val loss, {ref_seconds:.1f} s ({ref_label})"
-    else:
-        ref_loss, ref_seconds = NANOGPT_RECORDED["val_loss"], NANOGPT_RECORDED["seconds"]
-        ref_label = "vs recorded: nanoGPT's figure from the project's 2-core dev machine, not measured in this run"
-        ref_what = f"recorded nanoGPT {ref_seconds} s"
-    target = args.target if args.target is not None else ref_loss
-    report["target"] = target
-
-    eval_every = args.eval_every or max(1, config.train.max_iters // 20)
-    print(f"run 1: {args.config} as written ({config.train.max_iters} iters, batch {config.train.batch_size}), "
-          f"whole val split scored every {eval_every} iters; target val loss {target}"
-          + ("" if args.target is not None else f" (nanoGPT's, {ref_label})"))
-    with LoadMeter() as load1:
-        first = train_timed(config, target, eval_every, budget=None)
-    report["as_written"] = dict(first, other_processes_cores=load1.cores_used_by_others)
-    hit = first["first_at_target"]
-    reached = (f"val loss {hit['val_loss']} <= {target} after {hit['seconds']} s of training (iter {hit['iter']})"
-               if hit else f"never reached {target}")
-    print(f"  {reached}; final val loss {first['val_loss']} ({first['val_bits_per_byte']} bits/byte) after "
-          f"{first['iters']} iters in {first['train_seconds']} s, {first['tokens_per_second']:,} tokens/s, "
-          f"{first['params']:,} params, {first['precision']}")
-    if hit and args.target is None:
-        ratio = hit["seconds"] / ref_seconds
-        report["time_to_target_ratio"] = round(ratio, 3)
-        print(f"  time to that loss, ours / nanoGPT: {hit['seconds']} s / {ref_seconds:.1f} s = {ratio:.2f} "
-              f"({ref_label})")
-    elif hit:
-        print(f"  (an explicit --target: no ratio; for reference, {ref_what})")
-    print(load1.line())
-
-    if not args.skip_budget_run:
-        iters = int(first["iters"] / first["train_seconds"] * args.budget)
-        budget_config = dataclasses.replace(config, train=dataclasses.replace(config.train, max_iters=iters))
-        print(f"run 2: the same recipe over {args.budget:.0f} s of training (schedule planned for {iters} iters)")
-        with LoadMeter() as load2:
-            second = train_timed(budget_config, target, max(1, iters // 10), budget=args.budget)
-        report["budget"] = dict(second, budget_seconds=args.budget, other_processes_cores=load2.cores_used_by_others)
-        print(f"  val loss {second['val_loss']} ({second['val_bits_per_byte']} bits/byte) after {second['iters']} "
-              f"iters in {second['train_seconds']} s, {second['tokens_per_second']:,} tokens/s")
-        print(f"  ours - nanoGPT's final val loss ({ref_loss} after {ref_seconds:.1f} s of training, {ref_label}): "
-              f"{second['val_loss'] - ref_loss:+.4f}")
-        print(load2.line())
-    if args.nanogpt and measured:
-        print(f"for reference, {recorded}")
-    return report
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
+
+R = TypeVar("R")  # a round
+V = TypeVar("V")  # a variant
 
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +44,14 @@ def round_robin(variants: dict[str, Callable[[], object]], rounds: int, reps: in
                 fn()
             times[name].append((time.perf_counter() - start) / reps)
     return times
+
+
+def alternating(rounds: Sequence[R], variants: Sequence[V]) -> Iterator[tuple[R, V]]:
+    """(round, variant) pairs, every variant once per round, in reverse order every other
+    round (ABBA): the order in which to run a benchmark whose runs are too long to repeat."""
+    for r, round_ in enumerate(rounds):
+        for variant in variants if r % 2 == 0 else reversed(variants):
+            yield round_, variant
 
 
 def median_seconds(variants: dict[str, Callable[[], object]], rounds: int, reps: int = 1,

@@ -1,9 +1,10 @@
 """Training: ``train_from_config`` wires a config into the one Trainer and writes the run.
 
-* ``Trainer`` is the optimisation loop: AdamW, warmup + cosine schedule, gradient
-  clipping and accumulation, bf16 autocast, DDP, periodic evaluation with early stop,
-  checkpoint state. It knows only a DataSource (gptdecoder/data/source.py): batches by
-  step, evaluation, results -- so synthetic tasks and text corpora train the same way.
+* ``Trainer`` is the optimisation loop: AdamW (or Muon for the hidden matrices), warmup
+  + cosine schedule, gradient clipping and accumulation, bf16 autocast, DDP, periodic
+  evaluation with early stop, checkpoint state. It knows only a DataSource
+  (gptdecoder/data/source.py): batches by step, evaluation, results -- so synthetic
+  tasks and text corpora train the same way.
 * ``train_from_config`` resolves the config against the data, builds the model, trains,
   and writes the run directory (gptdecoder/runs.py reads it back): config.yaml,
   metrics.jsonl, ckpt.pt, results.json, and the data's own files (a text run's tokenizer).
@@ -18,7 +19,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -81,15 +82,42 @@ def broadcast_flag(flag: bool, dist_info: DistInfo) -> bool:
 # -- the training loop -------------------------------------------------------------------
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float]) -> torch.optim.AdamW:
+def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float,
+                   betas: tuple[float, float]) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (dim >= 2: linear weights and embeddings);
     biases and LayerNorm gains are not decayed, since shrinking them towards 0 only hurts."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in params if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def hidden_matrices(model: GPT) -> list[nn.Parameter]:
+    """The weights of the Linear layers inside the blocks (attention c_attn and c_proj, MLP
+    c_fc and c_proj): the matrices Muon is made for. Embeddings and the LM head are not."""
+    return [m.weight for m in model.blocks.modules() if isinstance(m, nn.Linear)]
+
+
+def make_optimizers(model: GPT, cfg: TrainConfig) -> list[torch.optim.Optimizer]:
+    """train.optimizer adamw: [AdamW over every parameter]. muon: [AdamW, Muon] --
+    torch.optim.Muon (its default "original" lr scaling, at train.muon_lr) for the hidden
+    matrices, AdamW (at train.lr) for the embeddings, the LM head, norms and biases.
+
+    Both torch optimizers decay a weight by lr * weight_decay per step. Muon's lr is
+    muon_lr, so it gets weight_decay * lr / muon_lr: every decayed matrix then shrinks by
+    the same fraction per step, whichever optimizer moves it, and train.weight_decay
+    means the same with either setting.
+    """
+    betas = (cfg.beta1, cfg.beta2)
+    if cfg.optimizer == "adamw":
+        return [make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay, betas)]
+    hidden = hidden_matrices(model)
+    rest = [p for p in model.parameters() if not any(p is h for h in hidden)]
+    muon = torch.optim.Muon(hidden, lr=cfg.muon_lr, momentum=cfg.muon_momentum,
+                            weight_decay=cfg.weight_decay * cfg.lr / cfg.muon_lr)
+    return [make_optimizer(rest, cfg.lr, cfg.weight_decay, betas), muon]
 
 
 def lr_factor(step: int, warmup: int, decay_iters: int, min_ratio: float) -> float:
@@ -128,12 +156,14 @@ class Trainer:
         self.tokens_seen = 0  # input tokens processed, all processes
         self.last_loss = float("nan")
         self.last_accuracy: Optional[float] = None
-        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+        self.optimizers = make_optimizers(model, cfg)  # [AdamW] or [AdamW, Muon]
         decay_iters = cfg.lr_decay_iters or cfg.max_iters
         min_ratio = cfg.min_lr / cfg.lr
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, cfg.warmup_iters, decay_iters, min_ratio)
-        )
+
+        def schedule(step: int) -> float:  # one factor for every optimizer's peak lr
+            return lr_factor(step, cfg.warmup_iters, decay_iters, min_ratio)
+
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in self.optimizers]
         self.ddp_model: nn.Module = model
         if self.dist.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -141,20 +171,27 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(model)
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizers[0].state_dict(),  # the AdamW
+            "scheduler": self.schedulers[0].state_dict(),
             "iter": self.step,
             "train_seconds": self.train_seconds,
             "tokens_seen": self.tokens_seen,
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
         }
+        if len(self.optimizers) > 1:  # muon: its state beside the AdamW's
+            state["muon_optimizer"] = self.optimizers[1].state_dict()
+            state["muon_scheduler"] = self.schedulers[1].state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self.optimizers[0].load_state_dict(state["optimizer"])
+        self.schedulers[0].load_state_dict(state["scheduler"])
+        if len(self.optimizers) > 1:
+            self.optimizers[1].load_state_dict(state["muon_optimizer"])
+            self.schedulers[1].load_state_dict(state["muon_scheduler"])
         self.step = state["iter"]
         self.train_seconds = state.get("train_seconds", 0.0)
         self.tokens_seen = state.get("tokens_seen", 0)
@@ -177,9 +214,10 @@ class Trainer:
             total += loss.item() / micro
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        for optimizer, scheduler in zip(self.optimizers, self.schedulers):
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += x.numel() * self.dist.world_size
         return total
@@ -188,9 +226,12 @@ class Trainer:
         """Evaluate (rank 0), log, and return whether to stop early (on every rank)."""
         stop = False
         if self.dist.is_main:
+            start = time.perf_counter()
             metrics = self.data.evaluate(self.model)
             self.last_accuracy = metrics.get("accuracy", self.last_accuracy)
-            self.log({"iter": self.step, "train_seconds": round(self.train_seconds, 3), **metrics})
+            # eval_seconds and the clock time let a benchmark leave its own evaluations out of a run's time
+            self.log({"iter": self.step, "train_seconds": round(self.train_seconds, 3), **metrics,
+                      "eval_seconds": round(time.perf_counter() - start, 3), "time": round(time.time(), 3)})
             target = self.cfg.stop_at_accuracy
             stop = target is not None and self.last_accuracy is not None and self.last_accuracy >= target
         return broadcast_flag(stop, self.dist)
@@ -213,8 +254,9 @@ class Trainer:
             self.last_loss = self.train_step()
             self.train_seconds += time.perf_counter() - t0
             if self.step % cfg.log_interval == 0 and self.dist.is_main:
-                lr = self.scheduler.get_last_lr()[0]
-                self.log({"iter": self.step, "loss": self.last_loss, "lr": lr, "train_seconds": round(self.train_seconds, 3)})
+                lrs = {name: s.get_last_lr()[0] for name, s in zip(("lr", "muon_lr"), self.schedulers)}
+                self.log({"iter": self.step, "loss": self.last_loss, **lrs,
+                          "train_seconds": round(self.train_seconds, 3)})
             bar.update(1)
             evaluating = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
             if evaluating:
@@ -267,12 +309,12 @@ class MetricsLog:
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
         step = record["iter"]
+        scalars = {k: v for k, v in record.items() if k not in ("iter", "time") and isinstance(v, (int, float))}
         if self.tb is not None:
-            for key, value in record.items():
-                if key != "iter" and isinstance(value, (int, float)):
-                    self.tb.add_scalar(key, value, step)
+            for key, value in scalars.items():
+                self.tb.add_scalar(key, value, step)
         if self.wandb is not None:
-            self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
+            self.wandb.log(scalars, step=step)
 
     def close(self) -> None:
         self.file.close()
@@ -335,6 +377,10 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
         resume_state = read_checkpoint(run_dir / "ckpt.pt", device)
         if resume_state["model_config"] != dataclasses.asdict(config.model):
             raise UserError(f"cannot resume {str(run_dir)!r}: its model or data differs from this config")
+        saved_with = resume_state["config"]["train"].get("optimizer", "adamw")
+        if saved_with != config.train.optimizer:
+            raise UserError(f"cannot resume {str(run_dir)!r}: it was trained with train.optimizer={saved_with}, "
+                            f"this config says {config.train.optimizer}")
     if dist_info.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)

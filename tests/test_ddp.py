@@ -16,12 +16,16 @@ HAVE_TORCHRUN = torch.distributed.is_available() and importlib.util.find_spec("t
 
 
 @pytest.mark.skipif(not HAVE_TORCHRUN, reason="torchrun (torch.distributed) not available")
-def test_torchrun_two_cpu_processes(tiny_config, tmp_path):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_torchrun_two_cpu_processes(tiny_config, tmp_path, optimizer):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "demo.py"), "-c", str(tiny_config), "--out", str(out), "--set", "train.device=cpu"]
+           str(ROOT / "demo.py"), "-c", str(tiny_config), "--out", str(out), "--set", "train.device=cpu",
+           "--set", f"train.optimizer={optimizer}"]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
     assert results["world_size"] == 2 and results["iters"] == 8
     assert proc.stdout.count("held-out exact match") == 1  # only rank 0 reports
+    state = torch.load(out / "ckpt.pt", weights_only=True)
+    assert ("muon_optimizer" in state) == (optimizer == "muon")

@@ -108,6 +108,6 @@ def test_schedule_and_weight_decay_groups():
     assert factors[0] < factors[9] < 1.0 + 1e-9
     assert math.isclose(factors[10], 1.0) and math.isclose(factors[110], 0.1) and factors[60] < factors[20]
     model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, d_model=8))
-    decay, no_decay = make_optimizer(model, 1e-3, 0.1, (0.9, 0.99)).param_groups
+    decay, no_decay = make_optimizer(model.parameters(), 1e-3, 0.1, (0.9, 0.99)).param_groups
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0

@@ -2,7 +2,8 @@
 
 Trains through ``gptdecoder.train.train_from_config``, then draws the run's pictures
 from what it wrote (loss and accuracy curves; for a task, the predicted distribution and
-the last block's attention for one held-out example) when ``output.plots`` is on.
+the last block's attention for one held-out example, from the checkpoint) when
+``output.plots`` is on.
 """
 from __future__ import annotations
 
@@ -26,19 +27,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_figures(run_dir: Path, results: dict) -> list[Path]:
-    """The run's PNGs, drawn from its checkpoint and metrics.jsonl."""
+    """The run's PNGs, drawn from metrics.jsonl (and, for a task, its checkpoint)."""
     from gptdecoder.commands.files import save_figure  # matplotlib: only when pictures are drawn
     from gptdecoder.lab.figures import training_figures
 
-    run = load_run(run_dir)
     records = read_metrics(run_dir)
-    example = None
-    if run.task is not None:  # a prompt with many distinct symbols says more than 0 0 0 0 1
+    if results.get("task") == "text":  # loss curves only: no need to load the model back
+        records.append({"iter": results["iters"], "whole_val_loss": results["val_loss"]})  # the final score
+        figures = training_figures(records, text=True)
+    else:  # a prompt with many distinct symbols says more than 0 0 0 0 1
+        run = load_run(run_dir)
         held_out = run.task.test_examples(run.config.eval.examples)[:50]
         example = max(held_out, key=lambda e: len(set(e[0])))
-    else:  # the final score over the whole validation split, as one more point
-        records.append({"iter": results["iters"], "whole_val_loss": results["val_loss"]})
-    figures = training_figures(records, run.model, run.task, example)
+        figures = training_figures(records, run.model, run.task, example)
     return [save_figure(figure, run_dir / name) for name, figure in figures.items()]
 
 
