@@ -24,10 +24,12 @@ def test_tiny_sort_model_converges(tmp_path):
     assert results["stopped_early"] and results["iters"] < 400
 
 
-def test_resume_continues_exactly(tiny_config, tmp_path):
-    """N iters in one go == N/2 iters, then --resume for the other N/2 (same weights, same loss)."""
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_continues_exactly(tiny_config, tmp_path, optimizer):
+    """N iters in one go == N/2 iters, then --resume for the other N/2: same weights, same
+    loss, the same state in every optimizer (with muon: AdamW's and Muon's)."""
     common = ["train.stop_at_accuracy=null", "train.lr_decay_iters=12", "task.name=reverse",
-              "task.params={length: 3, num_digits: 4}", "train.max_iters=12"]
+              "task.params={length: 3, num_digits: 4}", "train.max_iters=12", f"train.optimizer={optimizer}"]
     whole = load_config(tiny_config, common)
     whole.output.dir = str(tmp_path / "whole")
     r_whole = train_from_config(whole, progress=False, verbose=False)
@@ -45,7 +47,15 @@ def test_resume_continues_exactly(tiny_config, tmp_path):
     b = torch.load(tmp_path / "split" / "ckpt.pt", weights_only=True)
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
+    optimizers = ["optimizer"] + (["muon_optimizer"] if optimizer == "muon" else [])
+    for key in optimizers:
+        assert a[key]["state"]
+        for p, state in a[key]["state"].items():
+            for name, value in state.items():
+                assert torch.equal(torch.as_tensor(value), torch.as_tensor(b[key]["state"][p][name])), (key, p, name)
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 12
+    if optimizer == "muon":
+        assert a["muon_scheduler"]["last_epoch"] == b["muon_scheduler"]["last_epoch"] == 12
 
 
 def test_checkpoint_contract_and_load_run(tiny_config, tmp_path):
