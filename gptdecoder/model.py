@@ -121,6 +121,14 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     return torch.tensor(slopes)  # (nh,)
 
 
+class RMSNorm(nn.RMSNorm):
+    """nn.RMSNorm computed in its input's dtype. Under bf16 autocast the input is bf16 while
+    the gain stays fp32; torch's fused kernel needs both alike, so the gain is cast."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+
+
 class LayerNorm(nn.LayerNorm):
     """nn.LayerNorm with TransformerLens's hook points on the normalisation itself.
 
@@ -173,7 +181,7 @@ class CausalSelfAttention(nn.Module):
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask, persistent=False)
         if config.qk_norm:
-            self.q_norm, self.k_norm = nn.RMSNorm(config.d_head), nn.RMSNorm(config.d_head)
+            self.q_norm, self.k_norm = RMSNorm(config.d_head), RMSNorm(config.d_head)
         if config.pos_encoding == "rope":
             self.rotary = Rotary(config.d_head, config.n_positions, config.rope_base)
             self.hook_rot_q, self.hook_rot_k = HookPoint(), HookPoint()
