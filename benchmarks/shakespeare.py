@@ -324,7 +324,7 @@ def table_row(name: str, rs: list[dict], target: float, nano_wall: float, budget
             after += " †"
         on_the_way = reached_in([r.get("budget_seconds_to_target") for r in rs], len(rs)) if budget else "—"
     cores = [c for r in rs for c in r.get("other_cores", []) if c is not None]
-    return [wall, ratio, spread([r["val_loss"] for r in rs], 3), after, on_the_way,
+    return [wall, ratio, spread([r["val_loss"] for r in rs], 3), *([after, on_the_way] if budget else []),
             spread([r.get("tokens_per_second") for r in rs], 0), f"{statistics.mean(cores):.2f}" if cores else "—"]
 
 
@@ -334,16 +334,19 @@ def table(report: dict) -> str:
     nano = runs.get("nanogpt") or [dict(NANOGPT_RECORDED, recorded=True)]
     nano_wall = statistics.mean(r["wall_seconds"] for r in nano)
     recorded = " (recorded)" if nano[0].get("recorded") else ""
+    stretched = (f" After {budget:.0f} s: the recipe with its schedule stretched to {budget:.0f} s of training; "
+                 f"the next column is when that run's curve first reached {target} (seconds since launch, its extra "
+                 f"evaluations left out).") if budget else ""
+    headers = ["recipe", f"wall time to val loss {target}", f"× nanoGPT{recorded}", "val loss, as written",
+               *([f"val loss after {budget:.0f} s", f"{budget:.0f} s run at {target} after"] if budget else []),
+               "tokens/s", "other processes (cores)"]
     lines = [
         f"Tiny Shakespeare, character level, on a CPU; mean ± std over {len(report['seeds'])} seed(s). Val loss: "
         f"the whole validation split ({report['val_tokens']:,} predictions). Wall time: the whole process, launch to "
-        f"exit, of the recipe as written. After {budget:.0f} s: the recipe with its schedule stretched to "
-        f"{budget:.0f} s of training; the next column is when that run's curve first reached {target} (seconds since "
-        f"launch, its extra evaluations left out).",
+        f"exit, of the recipe as written.{stretched}",
         "",
-        f"| recipe | wall time to val loss {target} | × nanoGPT{recorded} | val loss, as written | "
-        f"val loss after {budget:.0f} s | {budget:.0f} s run at {target} after | tokens/s | other processes (cores) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
     ]
     for recipe in report["recipes"]:
         rs = nano if recipe["name"] == "nanogpt" else runs.get(recipe["name"], [])
@@ -381,8 +384,8 @@ def plot(report: dict, path: Path) -> None:
     ax.set_xlabel("seconds since launch (the benchmark's extra evaluations left out)")
     ax.set_ylabel("val loss, whole split (nats per character)")
     ax.set_ylim(top=min(2.6, ax.get_ylim()[1]))
-    ax.set_title(f"Tiny Shakespeare (char) on a CPU: lines = recipe stretched to {report['budget']:.0f} s of "
-                 "training, dots = recipe as written", fontsize=10)
+    lines = f"lines = recipe stretched to {report['budget']:.0f} s of training, " if report["budget"] else ""
+    ax.set_title(f"Tiny Shakespeare (char) on a CPU: {lines}dots = recipe as written", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
