@@ -6,7 +6,9 @@ Run from the repository root (``data.path`` relative to it):
     python benchmarks/shakespeare.py --seeds 1 --only fast,no-rope --budget 20 --set data.path=...   # a quick check
 
 It writes ``results.md`` (the table), ``val_loss_vs_time.png`` and ``results.json`` into
-``--out`` (default docs/shakespeare/). The whole thing -- 10 recipes x 3 seeds, each
+``--out`` (default docs/shakespeare/), and with ``--readme README.md`` the table into the
+README between its ``<!-- shakespeare:start -->`` / ``end`` markers. ``--redraw`` writes
+all of them again from ``--out``/results.json without running anything. The whole thing -- 10 recipes x 3 seeds, each
 recipe twice (see A and B below) -- takes about 50 minutes on a quiet 2-core machine; it
 prints its own estimate first. ``--threads 1`` runs every recipe on one thread, which a
 machine shared with other jobs needs (see the configs' num_threads).
@@ -32,8 +34,11 @@ A. The recipe as written. Its wall time, launch to exit, is the "time to" the ta
    otherwise the row says it was not reached. The default target, 1.886, is the val
    loss nanoGPT's recipe prints at its end -- an estimate from 20 random batches; on the
    whole split its model scores a little worse, which the table shows.
-B. The recipe stretched to ``--budget`` seconds of training: train.max_seconds, and
-   max_iters planned from A's speed so that the lr schedule ends on time. The whole
+B. The recipe stretched to ``--budget`` seconds of training: train.max_seconds ends it,
+   and its lr schedule is planned for 10% more steps than A's steady speed (its second
+   half) fits in the budget. Two processes of the same recipe can differ in speed by
+   that much; with the margin, a run faster than A still trains for the whole budget,
+   and one as fast as A stops near the end of its schedule, where the lr is at its floor. The whole
    validation split is scored ten times on the way: those evaluations are the
    benchmark's, not the recipe's, so the curve's time axis leaves them out -- a point's
    time is the run's start-up (launch to its first step, measured) plus its training
@@ -63,6 +68,7 @@ from typing import Callable, Optional
 from gptdecoder.config import Config, load_config
 from gptdecoder.data.text import prepare_corpus
 from gptdecoder.errors import UserError
+from gptdecoder.storage import write_atomic
 from baselines import BaselineError, nanogpt_readme_note, prepare_nanogpt, run, run_nanogpt
 from timing import alternating
 
@@ -90,6 +96,7 @@ TRICKS: list[tuple[str, str, Optional[str], Callable[[Config], bool], str, str]]
     ("muon", "Muon", "AdamW everywhere", lambda c: c.train.optimizer == "muon",
      "train.optimizer=adamw", "train.optimizer=muon"),
 ]
+PLAN_MARGIN = 1.1  # a budget run plans 10% more steps than A's speed fits: max_seconds ends it on time
 OFF_PLAN = 0.9  # a budget run that trains less than this fraction of the budget ended off its plan
 EVALS_ON_THE_WAY = 10  # whole-split scores during a budget run
 WHOLE_SPLIT = 10**9  # eval.quick_examples this large makes every evaluation cover the whole split
@@ -171,6 +178,17 @@ def curve(process: dict) -> list[tuple[float, float]]:
     return [(round(t, 2), round(v, 4)) for t, v in points]
 
 
+def steady_speed(process: dict) -> float:
+    """Steps per second of training over the second half of a run: its first steps are
+    slower (memory is allocated, caches fill), and a longer run is mostly steady steps."""
+    logged = [r for r in process["records"] if "loss" in r and "train_seconds" in r]
+    results = process["results"]
+    half = [r for r in logged if r["iter"] >= results["iters"] / 2]
+    if len(half) >= 2 and half[-1]["train_seconds"] > half[0]["train_seconds"]:
+        return (half[-1]["iter"] - half[0]["iter"]) / (half[-1]["train_seconds"] - half[0]["train_seconds"])
+    return results["iters"] / results["train_seconds"]
+
+
 def run_ours(recipe: Recipe, seed: int, args: argparse.Namespace, tmp: Path) -> dict:
     """A (the recipe as written) and B (stretched to the budget) for one seed."""
     common = [*args.set, f"train.seed={seed}", *([f"train.num_threads={args.threads}"] if args.threads else [])]
@@ -180,7 +198,7 @@ def run_ours(recipe: Recipe, seed: int, args: argparse.Namespace, tmp: Path) -> 
            "train_seconds": res["train_seconds"], "tokens_per_second": res["tokens_per_second"],
            "reached": res["val_loss"] <= args.target, "other_cores": [a["other_cores"]]}
     if args.budget > 0:
-        iters = max(1, int(res["iters"] / res["train_seconds"] * args.budget))
+        iters = max(1, int(steady_speed(a) * args.budget * PLAN_MARGIN))
         b = train_process(recipe, common + [
             f"train.max_iters={iters}", f"train.max_seconds={args.budget}", "train.lr_decay_iters=null",
             f"train.eval_interval={max(1, iters // EVALS_ON_THE_WAY)}", f"eval.quick_examples={WHOLE_SPLIT}",
@@ -191,7 +209,7 @@ def run_ours(recipe: Recipe, seed: int, args: argparse.Namespace, tmp: Path) -> 
         out.update(budget_val_loss=b["results"]["val_loss"], budget_iters=done, budget_train_seconds=seconds,
                    curve=points, budget_seconds_to_target=hit,
                    # the machine's speed changed between A and B: the schedule was cut short or ended early
-                   budget_off_plan=done < OFF_PLAN * iters or seconds < OFF_PLAN * args.budget)
+                   budget_off_plan=done < OFF_PLAN * iters / PLAN_MARGIN or seconds < OFF_PLAN * args.budget)
         out["other_cores"].append(b["other_cores"])
     return out
 
@@ -412,27 +430,59 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="config override for our recipes, e.g. data.path=../shared/data/tinyshakespeare/input.txt")
     parser.add_argument("--out", default="docs/shakespeare", help="directory for results.md, "
                         "val_loss_vs_time.png and results.json")
+    parser.add_argument("--readme", type=Path, metavar="FILE", help="also write the table into FILE (README.md) "
+                        f"between {README_START} and {README_END}")
+    parser.add_argument("--redraw", action="store_true", help="run nothing: write the table, plot (and --readme) "
+                        "again from OUT/results.json")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
+    out = Path(args.out)
+    if args.readme is not None:  # a README without the markers fails now, not after an hour of runs
+        try:
+            readme_with_table(args.readme.read_text(encoding="utf-8"), "")
+        except (OSError, UserError) as e:
+            print(f"error: {getattr(e, 'strerror', None) or e}: {args.readme}", file=sys.stderr)
+            return 2
     try:
-        report = benchmark(args)
+        if args.redraw:
+            report = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        else:
+            report = benchmark(args)
+            report["command"] = "python benchmarks/shakespeare.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    except (OSError, ValueError) as e:
+        print(f"error: cannot read {out / 'results.json'}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        return 2
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BaselineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     text = table(report)
-    command = "python benchmarks/shakespeare.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    (out / "results.md").write_text(text + f"\nRegenerate: `{command}`\n")
-    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    regenerate = f"\nRegenerate: `{report.get('command', 'python benchmarks/shakespeare.py')}`\n"
+    write_atomic(out / "results.md", text + regenerate)
+    if not args.redraw:
+        write_atomic(out / "results.json", json.dumps(report, indent=1) + "\n")
     plot(report, out / "val_loss_vs_time.png")
     print("\n" + text)
-    print(f"wrote {out}/results.md, val_loss_vs_time.png, results.json")
+    print(f"wrote {out}/results.md, val_loss_vs_time.png" + ("" if args.redraw else ", results.json"))
+    if args.readme is not None:
+        write_atomic(args.readme, readme_with_table(args.readme.read_text(encoding="utf-8"), text + regenerate))
+        print(f"wrote the table into {args.readme}")
     return 0
+
+
+README_START, README_END = "<!-- shakespeare:start -->", "<!-- shakespeare:end -->"
+
+
+def readme_with_table(readme: str, text: str) -> str:
+    """The README with ``text`` between its shakespeare markers (UserError without them)."""
+    if README_START not in readme or README_END not in readme:
+        raise UserError(f"no {README_START} ... {README_END} markers")
+    head, rest = readme.split(README_START, 1)
+    return head + README_START + "\n" + text + README_END + rest.split(README_END, 1)[1]
 
 
 if __name__ == "__main__":
