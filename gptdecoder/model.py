@@ -173,7 +173,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head, self.d_head, self.dropout = config.n_head, config.d_head, config.dropout
-        self.pos_encoding = config.pos_encoding
+        self.pos_encoding, self.qk_norm = config.pos_encoding, config.qk_norm
         self.explicit = False  # set True to always take the explicit path
         self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # q, k, v at once
         self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
@@ -209,7 +209,7 @@ class CausalSelfAttention(nn.Module):
         # c_attn's output (B, T, 3C) is q, k, v side by side, each nh heads of hs numbers
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.d_head).unbind(2)  # each (B, T, nh, hs)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        if hasattr(self, "q_norm"):  # qk_norm
+        if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
         if self.pos_encoding == "rope":  # rotate before caching: a cached key keeps its position
@@ -373,7 +373,8 @@ class GPT(nn.Module):
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameter count; by default without the position embeddings (as nanoGPT reports)."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.wpe.weight.numel() if non_embedding and hasattr(self, "wpe") else n
+        learned = self.config.pos_encoding == "learned"
+        return n - self.wpe.weight.numel() if non_embedding and learned else n
 
     def forward(
         self,
@@ -397,7 +398,7 @@ class GPT(nn.Module):
                              f"{self.config.block_size}: crop the input to its last {self.config.block_size} tokens")
         pos = self.positions(B, T, start, idx.device)  # (T,), or (B, T) for randomized positions
         x = self.hook_embed(self.wte(idx))  # (B, T, C)
-        if hasattr(self, "wpe"):  # learned positions
+        if self.config.pos_encoding == "learned":  # a table of position vectors, added to the tokens
             if pos.dim() == 1:  # a view of the table's rows, shared by the batch
                 pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T].expand(B, T, -1))  # (B, T, C)
             else:

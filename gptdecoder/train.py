@@ -79,6 +79,18 @@ def broadcast_flag(flag: bool, dist_info: DistInfo) -> bool:
     return bool(t.item())
 
 
+def on_any_rank(flag: bool, dist_info: DistInfo) -> bool:
+    """True on every rank when ``flag`` is True on at least one (each rank sees its own
+    loss, and all must stop at the same step or the others would wait forever)."""
+    if dist_info.world_size == 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 # -- the training loop -------------------------------------------------------------------
 
 
@@ -244,7 +256,9 @@ class Trainer:
     def fit(self, checkpoint: Optional[Callable[["Trainer"], None]] = None, progress: bool = True) -> bool:
         """Train until max_iters, the target accuracy or max_seconds; returns True if stopped early.
 
-        ``checkpoint(trainer)`` is called every ckpt_interval steps and at the end.
+        ``checkpoint(trainer)`` is called every ckpt_interval steps and at the end. A loss
+        that is NaN or infinite raises UserError at once: every later step would be wasted,
+        and the weights it left must not overwrite the last good checkpoint.
         """
         from tqdm.auto import tqdm
 
@@ -258,6 +272,11 @@ class Trainer:
             t0 = time.perf_counter()
             self.last_loss = self.train_step()
             self.train_seconds += time.perf_counter() - t0
+            if on_any_rank(not math.isfinite(self.last_loss), self.dist):
+                bar.close()  # stop before the broken weights reach a checkpoint or an evaluation
+                raise UserError(f"training diverged at iter {self.step}: the loss is not a finite number; lower "
+                                f"train.lr (now {cfg.lr:g}) or lengthen train.warmup_iters (now {cfg.warmup_iters}). "
+                                f"ckpt.pt, if there is one, is from before this step")
             if self.step % cfg.log_interval == 0 and self.dist.is_main:
                 lrs = {name: s.get_last_lr()[0] for name, s in zip(("lr", "muon_lr"), self.schedulers)}
                 self.log({"iter": self.step, "loss": self.last_loss, **lrs,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -56,6 +57,23 @@ def test_resume_continues_exactly(tiny_config, tmp_path, optimizer):
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 12
     if optimizer == "muon":
         assert a["muon_scheduler"]["last_epoch"] == b["muon_scheduler"]["last_epoch"] == 12
+
+
+def test_a_diverging_run_stops_at_once_and_keeps_its_last_good_checkpoint(tiny_config, tmp_path):
+    """At lr 1e30 the first step throws the weights far out and the loss soon stops being
+    a number. Training stops at that step with one UserError naming the step and the lr;
+    the checkpoint (written every step here) is the step before, with finite weights."""
+    config = load_config(tiny_config, ["train.lr=1e30", "train.warmup_iters=0", "train.ckpt_interval=1",
+                                       "train.stop_at_accuracy=null", "train.max_iters=50"])
+    config.output.dir = str(tmp_path / "run")
+    with pytest.raises(UserError, match=r"training diverged at iter \d+: .* train.lr \(now 1e\+30\)") as caught:
+        train_from_config(config, progress=False, verbose=False)
+    step = int(re.search(r"at iter (\d+)", str(caught.value)).group(1))
+    assert 1 <= step < 50
+    saved = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)
+    assert saved["iter"] == step - 1
+    assert all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_checkpoint_contract_and_load_run(tiny_config, tmp_path):
