@@ -42,13 +42,18 @@ def redraw(out: Path, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_redraw_writes_table_plot_and_readme_section(tmp_path):
+def a_results_dir_and_readme(tmp_path: Path, readme_text: str) -> tuple[Path, Path]:
     out = tmp_path / "docs"
     out.mkdir()
     (out / "results.json").write_text(json.dumps(report()))
     readme = tmp_path / "README.md"
-    readme.write_text("# Title\n\nbefore\n<!-- shakespeare:start -->\nold table\n<!-- shakespeare:end -->\nafter\n")
+    readme.write_text(readme_text)
+    return out, readme
 
+
+def test_redraw_writes_table_plot_and_readme_section(tmp_path):
+    out, readme = a_results_dir_and_readme(
+        tmp_path, "# Title\n\nbefore\n<!-- shakespeare:start -->\nold table\n<!-- shakespeare:end -->\nafter\n")
     proc = redraw(out, "--readme", str(readme))
     assert proc.returncode == 0, proc.stderr
 
@@ -69,11 +74,7 @@ def test_redraw_writes_table_plot_and_readme_section(tmp_path):
 
 
 def test_a_readme_without_markers_is_refused_before_anything_is_written(tmp_path):
-    out = tmp_path / "docs"
-    out.mkdir()
-    (out / "results.json").write_text(json.dumps(report()))
-    readme = tmp_path / "README.md"
-    readme.write_text("# no markers here\n")
+    out, readme = a_results_dir_and_readme(tmp_path, "# no markers here\n")
     proc = redraw(out, "--readme", str(readme))
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
