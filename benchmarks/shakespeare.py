@@ -8,9 +8,9 @@ Run from the repository root (``data.path`` relative to it):
 It writes ``results.md`` (the table), ``val_loss_vs_time.png`` and ``results.json`` into
 ``--out`` (default docs/shakespeare/), and with ``--readme README.md`` the table into the
 README between its ``<!-- shakespeare:start -->`` / ``end`` markers. ``--redraw`` writes
-all of them again from ``--out``/results.json without running anything. The whole thing -- 10 recipes x 3 seeds, each
-recipe twice (see A and B below) -- takes about 50 minutes on a quiet 2-core machine; it
-prints its own estimate first. ``--threads 1`` runs every recipe on one thread, which a
+all of them again from ``--out``/results.json without running anything. The whole thing
+-- 10 recipes x 3 seeds, each recipe twice (see A and B below) -- takes about 50 minutes
+on a quiet 2-core machine; it prints its own estimate first. ``--threads 1`` runs every recipe on one thread, which a
 machine shared with other jobs needs (see the configs' num_threads).
 
 The recipes (rows):
