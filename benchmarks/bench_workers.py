@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from timing import alternating, paired_ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,13 +56,9 @@ def run_grid(grid: Path, out: Path, workers: int) -> float:
     return seconds
 
 
-def numbers(out: Path) -> list:
-    return [(r["test_accuracy"], r["final_loss"]) for r in json.loads((out / "results.json").read_text())]
-
-
-def cell_seconds(out: Path) -> float:
-    """The cells' own training seconds, summed: how fast each cell ran, whatever ran beside it."""
-    return sum(r["train_seconds"] for r in json.loads((out / "results.json").read_text()))
+def cells(out: Path) -> list[dict]:
+    """The grid's rows (results.json)."""
+    return json.loads((out / "results.json").read_text())
 
 
 def autogroup() -> bool:
@@ -77,30 +74,31 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=150, help="training steps per cell")
     parser.add_argument("--rounds", type=int, default=1, help="serial + pool pairs to time")
     args = parser.parse_args()
+    if args.workers < 2:
+        parser.error(f"--workers {args.workers}: expected 2 or more (it is compared with --workers 1)")
     print(f"{os.cpu_count()} cores; 8 cells of {args.iters} steps; --workers 1 vs --workers {args.workers}")
     if autogroup():
         print("note: autogroup scheduling is on: other sessions' load caps this one's share of the cores")
-    ratios = []
+    times: dict[int, list[float]] = {1: [], args.workers: []}
+    numbers: dict[tuple[int, int], list] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         grid = grid_file(tmp, args.iters)
-        for r in range(args.rounds):
-            order = [1, args.workers] if r % 2 == 0 else [args.workers, 1]
-            seconds, results = {}, {}
-            for workers in order:
-                out = tmp / f"round{r}-workers{workers}"
-                load = os.getloadavg()[0]
-                seconds[workers] = run_grid(grid, out, workers)
-                results[workers] = numbers(out)
-                print(f"round {r + 1}: --workers {workers}: {seconds[workers]:.1f} s wall, cells' training "
-                      f"{cell_seconds(out):.1f} s in all (load average before: {load:.2f}, after: "
-                      f"{os.getloadavg()[0]:.2f})", flush=True)
-            same = "same numbers" if results[1] == results[args.workers] else "DIFFERENT NUMBERS"
-            ratios.append(seconds[1] / seconds[args.workers])
-            print(f"round {r + 1}: speed-up {ratios[-1]:.2f}x ({same})", flush=True)
-    print(f"speed-up of --workers {args.workers} over --workers 1: {statistics.median(ratios):.2f}x "
-          f"(median of {len(ratios)} round(s))")
-
+        for r, workers in alternating(range(args.rounds), [1, args.workers]):
+            out = tmp / f"round{r}-workers{workers}"
+            load = os.getloadavg()[0]
+            times[workers].append(run_grid(grid, out, workers))
+            rows = cells(out)
+            numbers[r, workers] = [(row["test_accuracy"], row["final_loss"]) for row in rows]
+            # the cells' own training seconds, summed: how fast each cell ran, whatever ran beside it
+            print(f"round {r + 1}: --workers {workers}: {times[workers][-1]:.1f} s wall, cells' training "
+                  f"{sum(row['train_seconds'] for row in rows):.1f} s in all (load average before: {load:.2f}, "
+                  f"after: {os.getloadavg()[0]:.2f})", flush=True)
+            if len(times[1]) == len(times[args.workers]):  # both halves of this round are done
+                same = "same numbers" if numbers[r, 1] == numbers[r, args.workers] else "DIFFERENT NUMBERS"
+                print(f"round {r + 1}: speed-up {times[1][-1] / times[args.workers][-1]:.2f}x ({same})", flush=True)
+    print(f"speed-up of --workers {args.workers} over --workers 1: {paired_ratio(times, 1, args.workers):.2f}x "
+          f"(median of {args.rounds} round(s))")
 
 if __name__ == "__main__":
     main()

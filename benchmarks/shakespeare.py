@@ -68,6 +68,7 @@ from typing import Callable, Optional
 from gptdecoder.config import Config, load_config
 from gptdecoder.data.text import prepare_corpus
 from gptdecoder.errors import UserError
+from gptdecoder.runs import read_metrics
 from gptdecoder.storage import write_atomic
 from baselines import BaselineError, nanogpt_readme_note, prepare_nanogpt, run, run_nanogpt
 from timing import alternating
@@ -159,7 +160,7 @@ def train_process(recipe: Recipe, overrides: list[str], out_dir: Path) -> dict:
     with LoadMeter() as load:
         launched = time.time()
         _, wall = run(cmd, Path.cwd(), f"{recipe.name}: python -m gptdecoder train")
-    records = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_metrics(out_dir)
     results = json.loads((out_dir / "results.json").read_text())
     return {"wall_seconds": round(wall, 2), "launched": launched, "results": results, "records": records,
             "other_cores": load.cores}
@@ -278,7 +279,7 @@ def benchmark(args: argparse.Namespace) -> dict:
             else:
                 result = run_ours(row, seed, args, tmp)
             runs[row.name].append(result)
-            print(f"  [{time.perf_counter() - started:5.0f} s] {row.name}, seed {seed}: {describe(result, args)}",
+            print(f"  [{time.perf_counter() - started:5.0f} s] {row.name}, seed {seed}: {describe(result)}",
                   flush=True)
     if "nanogpt" in runs and not runs["nanogpt"]:
         runs["nanogpt"] = [dict(NANOGPT_RECORDED, recorded=True)]
@@ -296,7 +297,7 @@ def estimate_minutes(rows: list[Recipe], args: argparse.Namespace) -> float:
     return seconds * args.seeds / 60
 
 
-def describe(r: dict, args: argparse.Namespace) -> str:
+def describe(r: dict) -> str:
     text = (f"{r['wall_seconds']:.1f} s wall, val loss {r['val_loss']:.4f} after {r['iters']} iters "
             f"({r['train_seconds']:.1f} s training, {r['tokens_per_second']:,} tokens/s)")
     if "curve" in r and r.get("budget_iters"):
@@ -326,7 +327,7 @@ def reached_in(values: list, seeds: int, digits: int = 1) -> str:
     return spread(values, digits, " s") if not missing else f"not reached ({missing} of {seeds} seeds)"
 
 
-def table_row(name: str, rs: list[dict], target: float, nano_wall: float, budget: float) -> list[str]:
+def table_row(name: str, rs: list[dict], nano_wall: float, budget: float) -> list[str]:
     """The cells after the label: wall time to target, × nanoGPT, val loss as written,
     after the budget, when the budget run reached the target, tokens/s, other load."""
     if name == "nanogpt":  # its recipe's own end; no stretched run
@@ -372,7 +373,7 @@ def table(report: dict) -> str:
         rs = nano if recipe["name"] == "nanogpt" else runs.get(recipe["name"], [])
         if rs:
             label = recipe["label"] + (recorded if recipe["name"] == "nanogpt" else "")
-            lines.append("| " + " | ".join([label, *table_row(recipe["name"], rs, target, nano_wall, budget)]) + " |")
+            lines.append("| " + " | ".join([label, *table_row(recipe["name"], rs, nano_wall, budget)]) + " |")
     if any(r.get("budget_off_plan") for rs in runs.values() for r in rs):
         lines += ["", f"† in some seed the machine's speed changed between the two runs, so the schedule planned "
                       f"from the first did not fit the {budget:.0f} s: rerun on a quieter machine or with --threads 1"]
@@ -448,21 +449,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         except (OSError, UserError) as e:
             print(f"error: {getattr(e, 'strerror', None) or e}: {args.readme}", file=sys.stderr)
             return 2
-    try:
-        if args.redraw:
+    if args.redraw:
+        try:
             report = json.loads((out / "results.json").read_text(encoding="utf-8"))
-        else:
+        except (OSError, ValueError) as e:
+            print(f"error: cannot read {out / 'results.json'}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+            return 2
+    else:
+        try:
             report = benchmark(args)
-            report["command"] = "python benchmarks/shakespeare.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    except (OSError, ValueError) as e:
-        print(f"error: cannot read {out / 'results.json'}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
-        return 2
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except BaselineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except BaselineError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        report["command"] = "python benchmarks/shakespeare.py " + " ".join(argv if argv is not None else sys.argv[1:])
     out.mkdir(parents=True, exist_ok=True)
     text = table(report)
     regenerate = f"\nRegenerate: `{report.get('command', 'python benchmarks/shakespeare.py')}`\n"

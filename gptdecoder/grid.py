@@ -520,8 +520,7 @@ def summarise(rows: Sequence[dict], axes: Sequence[str]) -> list[dict]:
             "ok": len(ok),
             "test_accuracy": spread(r["test_accuracy"] for r in ok if r["test_accuracy"] is not None),
             "train_seconds": spread(r["train_seconds"] for r in ok if r["train_seconds"] is not None),
-            "params": first["params"] if first["params"] is not None else next(
-                (r["params"] for r in group if r["params"] is not None), None),
+            "params": next((r["params"] for r in group if r["params"] is not None), None),
         }
         for factor in (1.5, 2.0):
             entry[f"at_{factor:g}x"] = at_length(ok, factor)

@@ -79,16 +79,16 @@ def broadcast_flag(flag: bool, dist_info: DistInfo) -> bool:
     return bool(t.item())
 
 
-def on_any_rank(flag: bool, dist_info: DistInfo) -> bool:
-    """True on every rank when ``flag`` is True on at least one (each rank sees its own
-    loss, and all must stop at the same step or the others would wait forever)."""
+def on_any_rank(flags: list[bool], dist_info: DistInfo) -> list[bool]:
+    """Each flag, True on every rank when it is True on at least one, in one all-reduce:
+    every rank must take the same branch at the same step, or the others wait forever."""
     if dist_info.world_size == 1:
-        return flag
+        return flags
     import torch.distributed as dist
 
-    t = torch.tensor([int(flag)])
+    t = torch.tensor([int(f) for f in flags])
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return [bool(v) for v in t.tolist()]
 
 
 # -- the training loop -------------------------------------------------------------------
@@ -131,7 +131,8 @@ def make_optimizers(model: GPT, cfg: TrainConfig) -> list[torch.optim.Optimizer]
     if cfg.optimizer == "adamw":
         return [make_optimizer(model.parameters(), cfg.lr, cfg.weight_decay, betas)]
     hidden = hidden_matrices(model)
-    rest = [p for p in model.parameters() if not any(p is h for h in hidden)]
+    hidden_ids = {id(p) for p in hidden}
+    rest = [p for p in model.parameters() if id(p) not in hidden_ids]
     muon = torch.optim.Muon(hidden, lr=cfg.muon_lr, momentum=cfg.muon_momentum,
                             weight_decay=cfg.weight_decay * cfg.lr / cfg.muon_lr)
     return [make_optimizer(rest, cfg.lr, cfg.weight_decay, betas), muon]
@@ -268,32 +269,37 @@ class Trainer:
         bar = tqdm(total=cfg.max_iters, initial=self.step, disable=None if (progress and self.dist.is_main) else True,
                    dynamic_ncols=True, leave=False)
         stopped = False
-        while self.step < cfg.max_iters:
-            t0 = time.perf_counter()
-            self.last_loss = self.train_step()
-            self.train_seconds += time.perf_counter() - t0
-            if on_any_rank(not math.isfinite(self.last_loss), self.dist):
-                bar.close()  # stop before the broken weights reach a checkpoint or an evaluation
-                raise UserError(f"training diverged at iter {self.step}: the loss is not a finite number; lower "
-                                f"train.lr (now {cfg.lr:g}) or lengthen train.warmup_iters (now {cfg.warmup_iters}). "
-                                f"ckpt.pt, if there is one, is from before this step")
-            if self.step % cfg.log_interval == 0 and self.dist.is_main:
-                lrs = {name: s.get_last_lr()[0] for name, s in zip(("lr", "muon_lr"), self.schedulers)}
-                self.log({"iter": self.step, "loss": self.last_loss, **lrs,
-                          "train_seconds": round(self.train_seconds, 3)})
-            bar.update(1)
-            evaluating = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
-            if evaluating:
-                stopped = self.run_eval()
-            if evaluating or self.step % cfg.log_interval == 0:
-                bar.set_postfix(loss=f"{self.last_loss:.4f}", acc=f"{self.last_accuracy or 0:.3f}")
-            if checkpoint and cfg.ckpt_interval and self.step % cfg.ckpt_interval == 0:
-                checkpoint(self)
-            if cfg.max_seconds is not None:  # rank 0's clock decides, so all ranks stop together
-                stopped = stopped or broadcast_flag(self.train_seconds >= cfg.max_seconds, self.dist)
-            if stopped:
-                break
-        bar.close()
+        try:
+            while self.step < cfg.max_iters:
+                t0 = time.perf_counter()
+                self.last_loss = self.train_step()
+                self.train_seconds += time.perf_counter() - t0
+                # any rank's loss not a number; rank 0's clock past max_seconds (rank 0 decides)
+                diverged, time_up = on_any_rank([
+                    not math.isfinite(self.last_loss),
+                    cfg.max_seconds is not None and self.dist.is_main and self.train_seconds >= cfg.max_seconds,
+                ], self.dist)
+                if diverged:  # stop before the broken weights reach a checkpoint or an evaluation
+                    raise UserError(f"training diverged at iter {self.step}: the loss is not a finite number; lower "
+                                    f"train.lr (now {cfg.lr:g}) or lengthen train.warmup_iters (now "
+                                    f"{cfg.warmup_iters}). ckpt.pt, if there is one, is from before this step")
+                if self.step % cfg.log_interval == 0 and self.dist.is_main:
+                    lrs = {name: s.get_last_lr()[0] for name, s in zip(("lr", "muon_lr"), self.schedulers)}
+                    self.log({"iter": self.step, "loss": self.last_loss, **lrs,
+                              "train_seconds": round(self.train_seconds, 3)})
+                bar.update(1)
+                evaluating = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
+                if evaluating:
+                    stopped = self.run_eval()
+                if evaluating or self.step % cfg.log_interval == 0:
+                    bar.set_postfix(loss=f"{self.last_loss:.4f}", acc=f"{self.last_accuracy or 0:.3f}")
+                if checkpoint and cfg.ckpt_interval and self.step % cfg.ckpt_interval == 0:
+                    checkpoint(self)
+                stopped = stopped or time_up
+                if stopped:
+                    break
+        finally:
+            bar.close()
         if checkpoint:
             checkpoint(self)
         return stopped

@@ -76,6 +76,14 @@ def test_a_diverging_run_stops_at_once_and_keeps_its_last_good_checkpoint(tiny_c
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+def test_max_seconds_stops_after_the_step_that_crosses_it(tiny_config, tmp_path):
+    config = load_config(tiny_config, ["train.max_seconds=1e-9", "train.stop_at_accuracy=null", "train.max_iters=50"])
+    config.output.dir = str(tmp_path / "run")
+    results = train_from_config(config, progress=False, verbose=False)
+    assert results["iters"] == 1 and results["stopped_early"]
+    assert torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)["iter"] == 1
+
+
 def test_checkpoint_contract_and_load_run(tiny_config, tmp_path):
     config = load_config(tiny_config)
     config.output.dir = str(tmp_path / "run")

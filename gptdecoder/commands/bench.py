@@ -18,13 +18,14 @@ import argparse
 import csv
 import io
 import json
-import math
 import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 from gptdecoder import grid
 from gptdecoder.errors import UserError
+from gptdecoder.lab.report import json_ready
+from gptdecoder.lab.report import json_ready
 from gptdecoder.storage import write_atomic
 
 HELP_EPILOG = """\
@@ -132,9 +133,8 @@ class Progress:
 
 def write_results(rows: Sequence[dict], axes: Sequence[str], out: Path, bench_path: str = "") -> None:
     """results.json, results.csv, results.md, results.png and length.png into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     # strict JSON: a NaN or infinite number (a diverged run's loss) is written as null
-    write_atomic(out / "results.json", json.dumps(_finite(list(rows)), indent=2, default=str, allow_nan=False) + "\n")
+    write_atomic(out / "results.json", json.dumps(json_ready(list(rows)), indent=2, default=str, allow_nan=False) + "\n")
     write_atomic(out / "results.csv", results_csv(rows, axes))
     write_atomic(out / "results.md", results_markdown(rows, axes, bench_path))
     from gptdecoder.commands.files import save_figure  # matplotlib: only when a figure is drawn
@@ -210,16 +210,6 @@ def results_markdown(rows: Sequence[dict], axes: Sequence[str], bench_path: str 
                 [*(_cell(row[a]) for a in axes), str(row["seed"]), _cell(row["error"])]) + " |")
         lines.append("")
     return "\n".join(lines)
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _cell(value) -> str:
