@@ -580,7 +580,7 @@ def bench_length_figure(points: Sequence[dict], titles: Optional[dict] = None) -
     line per variant -- the mean over seeds, with a band from the lowest to the highest
     seed -- and a dotted line at the longest training length.
 
-    ``points`` (``gptdecoder.grid.length_points``): one entry per variant with keys base,
+    ``points`` (``gptdecoder.bench.length_points``): one entry per variant with keys base,
     variant (a label), train_max_length and accuracy {test length: [exact match per seed]}.
     ``titles`` maps a base to its panel title (default: the base itself).
     """
