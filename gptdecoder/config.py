@@ -100,6 +100,12 @@ class TrainConfig:
     ckpt_interval: int = 0  # also checkpoint every N iters (0: only at the end)
 
 
+# How a model trained with randomized positions is evaluated (eval.positions): with
+# positions drawn as in training (Ruoss et al. 2023 do so at test time too), or with the
+# dense positions 0..T-1, which training never showed it.
+EVAL_POSITIONS = ("as_trained", "dense")
+
+
 @dataclasses.dataclass
 class EvalConfig:
     examples: int = 5000  # held-out set size (all test prompts when there are fewer)
@@ -116,6 +122,10 @@ class EvalConfig:
     # long enough for hi; an explicit model.block_size must hold it. Tasks without a
     # variable length (modular, sort without min_length) take no test_lengths.
     test_lengths: Optional[list[int]] = None
+    # A model trained with randomized positions (model.random_positions) is scored at
+    # positions drawn as in training (as_trained, seeded by train.seed) or at 0..T-1
+    # (dense); with as_trained, results.json has the dense scores too (keys ending _dense).
+    positions: str = "as_trained"
 
 
 @dataclasses.dataclass
@@ -286,6 +296,8 @@ def validate(config: Config) -> None:
                         "expected lr > 0 and momentum in [0, 1)")
     if train.batch_size % train.grad_accum:
         raise UserError(f"train.batch_size={train.batch_size} is not divisible by train.grad_accum={train.grad_accum}")
+    if config.eval.positions not in EVAL_POSITIONS:
+        raise UserError(f"eval.positions={config.eval.positions!r}: expected one of {', '.join(EVAL_POSITIONS)}")
     if train.stop_at_accuracy is not None and not 0.0 < train.stop_at_accuracy <= 1.0:
         raise UserError(f"train.stop_at_accuracy={train.stop_at_accuracy}: expected a number in (0, 1] or null")
     if config.is_text:
@@ -407,6 +419,9 @@ def resolve_task(config: Config) -> Config:
     test_range = checked_test_lengths(config, task)
     needed, default = task.context_sizes(test_range, config.eval.longer_by)
     resolved = resolve(config, task.vocab_size, needed, default, f"task {task.name!r}")
+    if task.couples_positions and config.model.random_positions:
+        raise UserError(f"task {task.name!r} with coupled_positions gives each token its position id, so "
+                        f"model.random_positions={config.model.random_positions} has nothing to draw: expected 0")
     block_size = config.model.block_size
     if test_range is not None and block_size is not None and block_size < default:
         raise UserError(f"model.block_size={block_size} is too short for eval.test_lengths={list(test_range)}: "

@@ -55,9 +55,11 @@ class GPTConfig:
     tie_weights: bool = True  # the LM head shares the token embedding matrix, as GPT-2
     activation: str = "gelu_tanh"  # a key of ACTIVATIONS: gelu_tanh (GPT-2) | gelu | relu2
     pos_encoding: str = "learned"  # one of POS_ENCODINGS: learned (GPT-2) | rope | alibi | nope
-    # 0: positions are 0..T-1. R > 0: while training, each sequence's positions are T
-    # distinct ids drawn from 0..R-1 and sorted (randomized positions, Ruoss et al. 2023),
-    # so positions beyond the training length have been seen; evaluation uses 0..T-1.
+    # 0: positions are 0..T-1. R > 0: each sequence's positions are T distinct ids drawn
+    # from 0..R-1 and sorted (randomized positions, Ruoss et al. 2023), so positions beyond
+    # the training length have been seen. Training draws them in forward; generate draws
+    # one set per sequence the same way (evaluation as trained); a plain forward outside
+    # training uses 0..T-1 unless given position_ids.
     random_positions: int = 0
     rope_base: float = 10000.0  # rope: the wavelengths run from 2*pi to about 2*pi*rope_base
     qk_norm: bool = False  # RMS-normalise each head's q and k before the dot product
@@ -119,6 +121,16 @@ def alibi_slopes(n_head: int) -> torch.Tensor:
     power = 2 ** math.floor(math.log2(n_head))
     slopes = geometric(power) + geometric(2 * power)[0::2][: n_head - power]
     return torch.tensor(slopes)  # (nh,)
+
+
+def sorted_random_positions(B: int, T: int, R: int, device: torch.device = torch.device("cpu"),
+                            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """(B, T): for each row, T distinct ids drawn uniformly from 0 .. R-1, in increasing
+    order -- the positions of randomized positional encodings, in training and at test."""
+    if T > R:
+        raise ValueError(f"{T} positions cannot be drawn from model.random_positions={R}: expected at most {R}")
+    scores = torch.rand(B, R, device=device, generator=generator)  # a random permutation per row
+    return scores.argsort(dim=-1)[:, :T].sort(dim=-1).values  # (B, T)
 
 
 class RMSNorm(nn.RMSNorm):
@@ -220,7 +232,11 @@ class CausalSelfAttention(nn.Module):
         T_k = k.size(2)
         # the T new queries sit at positions T_k - T ... T_k - 1
         mask = self.causal_mask[T_k - T : T_k, :T_k]  # (T, T_k): True where query may see key
-        bias = self.alibi_bias(pos, T_k) if self.pos_encoding == "alibi" else None  # (1 or B, nh, T, T_k)
+        if self.pos_encoding == "alibi":  # keys: the cached tokens' positions, or the queries' own
+            key_pos = kv_cache.key_positions() if kv_cache is not None else pos  # (T_k,) or (B, T_k)
+            bias = self.alibi_bias(pos, key_pos)  # (1 or B, nh, T, T_k)
+        else:
+            bias = None
 
         if self.explicit_path(x):
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)  # (B, nh, T, T_k)
@@ -243,10 +259,9 @@ class CausalSelfAttention(nn.Module):
         z = self.hook_z(z.transpose(1, 2))  # (B, T, nh, hs)
         return F.dropout(self.c_proj(z.reshape(B, T, C)), self.dropout, self.training)  # (B, T, C)
 
-    def alibi_bias(self, pos: torch.Tensor, T_k: int) -> torch.Tensor:
-        """-slope_h * (query position - key position): (1 or B, nh, T, T_k). Keys are the
-        queries themselves, or, after a cache, the positions 0 .. T_k - 1."""
-        key_pos = pos if pos.size(-1) == T_k else torch.arange(T_k, device=pos.device)
+    def alibi_bias(self, pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+        """-slope_h * (query position - key position): (1 or B, nh, T, T_k), for queries at
+        pos (T,) or (B, T) and keys at key_pos (T_k,) or (B, T_k)."""
         distance = (pos[..., :, None] - key_pos[..., None, :]).float()  # (T, T_k) or (B, T, T_k)
         if distance.dim() == 2:
             distance = distance[None]  # (1, T, T_k)
@@ -305,6 +320,7 @@ class KVCache:
         self.k: list[Optional[torch.Tensor]] = [None] * config.n_layer  # layer -> (B, nh, max_len, hs)
         self.v: list[Optional[torch.Tensor]] = [None] * config.n_layer
         self.lengths = [0] * config.n_layer  # positions filled, per layer
+        self.positions: Optional[torch.Tensor] = None  # (B, filled): the position id of each cached token
 
     @property
     def length(self) -> int:
@@ -322,6 +338,17 @@ class KVCache:
         self.v[layer][:, :, start:end] = v
         self.lengths[layer] = end
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]  # (B, nh, end, hs)
+
+    def append_positions(self, pos: torch.Tensor) -> None:
+        """Remember the position ids (T,) or (B, T) of the T tokens about to be cached: a
+        key keeps the position it was encoded at (ALiBi's distances read them back)."""
+        pos = pos.expand(self.shape[0], -1) if pos.dim() == 1 else pos  # (B, T)
+        self.positions = pos if self.positions is None else torch.cat((self.positions, pos), dim=1)
+
+    def key_positions(self) -> torch.Tensor:
+        """(B, T_k): the position id of every cached token."""
+        assert self.positions is not None, "append_positions comes before the blocks read the cache"
+        return self.positions
 
 
 class GPT(nn.Module):
@@ -382,6 +409,7 @@ class GPT(nn.Module):
         targets: Optional[torch.Tensor] = None,
         loss_mask: Optional[torch.Tensor] = None,
         kv_cache: Optional[KVCache] = None,
+        position_ids: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """idx (B, T) token ids -> (logits (B, T, vocab), loss or None).
 
@@ -389,6 +417,9 @@ class GPT(nn.Module):
         ``loss_mask`` (B, T) of 0/1 weights the loss per position (the synthetic tasks
         set it to 0 over the prompt, so only the answer is learned).
         With a ``kv_cache`` the T new tokens continue the cached positions.
+        ``position_ids`` (B, T) or (T,), as Hugging Face's: the position id each token is
+        encoded at, in place of the default (see ``positions``). A task may give tokens ids
+        that repeat or jump (position coupling); each must be in [0, config.n_positions).
         """
         check_token_ids(idx, self.config.vocab_size)  # a bad id would fail deep inside the embedding
         B, T = idx.shape
@@ -396,14 +427,19 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than model.block_size="
                              f"{self.config.block_size}: crop the input to its last {self.config.block_size} tokens")
-        pos = self.positions(B, T, start, idx.device)  # (T,), or (B, T) for randomized positions
+        if position_ids is None:
+            pos = self.positions(B, T, start, idx.device)  # (T,), or (B, T) for randomized positions
+        else:
+            pos = check_position_ids(position_ids, B, T, self.config.n_positions).to(idx.device)
+        if kv_cache is not None:
+            kv_cache.append_positions(pos)
         x = self.hook_embed(self.wte(idx))  # (B, T, C)
         if self.config.pos_encoding == "learned":  # a table of position vectors, added to the tokens
-            if pos.dim() == 1:  # a view of the table's rows, shared by the batch
-                pos_emb = self.hook_pos_embed(self.wpe.weight[start : start + T].expand(B, T, -1))  # (B, T, C)
+            if position_ids is None and pos.dim() == 1:  # a view of the table's rows, shared by the batch
+                rows = self.wpe.weight[start : start + T]  # (T, C)
             else:
-                pos_emb = self.hook_pos_embed(self.wpe(pos))  # (B, T, C)
-            x = x + pos_emb
+                rows = self.wpe(pos)  # (T, C) or (B, T, C)
+            x = x + self.hook_pos_embed(rows.expand(B, T, -1))  # (B, T, C)
         x = F.dropout(x, self.config.dropout, self.training)
         for i, block in enumerate(self.blocks):
             x = block(x, pos, kv_cache, i)
@@ -429,7 +465,7 @@ class GPT(nn.Module):
         distinct ids drawn from 0 .. R-1, in increasing order, as (B, T)."""
         R = self.config.random_positions
         if self.training and R and start == 0:
-            return torch.rand(B, R, device=device).argsort(dim=-1)[:, :T].sort(dim=-1).values  # (B, T)
+            return sorted_random_positions(B, T, R, device)  # (B, T)
         return torch.arange(start, start + T, device=device)  # (T,)
 
     def generate(
@@ -442,8 +478,15 @@ class GPT(nn.Module):
         do_sample: bool = True,
         stop_tokens: Optional[Iterable[int]] = None,
         seed: Optional[int] = None,
+        position_ids: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Continue each prompt in idx (B, T) by up to max_new_tokens tokens; returns (B, T + n).
+
+        ``position_ids`` (B, >= T + max_new_tokens - 1): the position of every token the
+        model will read, prompt and generated (the last generated token is never read).
+        Without them, positions are 0, 1, ...; except that a model trained with randomized
+        positions draws one sorted set per sequence from its range (as in training, from
+        ``seed``'s generator), kept for every step.
 
         With a KV cache each step feeds only the newest token. Positions are absolute,
         so once the sequence outgrows block_size the window of the last block_size
@@ -458,10 +501,11 @@ class GPT(nn.Module):
         generator = torch.Generator(idx.device).manual_seed(seed) if seed is not None else None
         stop = torch.tensor(sorted(set(stop_tokens or [])), dtype=torch.long, device=idx.device)
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
+        position_ids = self.generation_positions(idx, max_new_tokens, position_ids, generator)
         cache: Optional[KVCache] = None
         with torch.inference_mode():
             for _ in range(max_new_tokens):
-                logits, cache = self.next_token_logits(idx, cache)  # (B, vocab)
+                logits, cache = self.next_token_logits(idx, cache, position_ids)  # (B, vocab)
                 next_id = sample_next(logits, temperature, top_k, top_p, do_sample, generator)  # (B, 1)
                 if stop.numel():
                     next_id = torch.where(done[:, None], idx[:, -1:], next_id)  # finished rows repeat their stop
@@ -471,20 +515,44 @@ class GPT(nn.Module):
                     break
         return idx.clone()  # outside inference mode: a tensor autograd may use later
 
-    def next_token_logits(self, idx: torch.Tensor, cache: Optional[KVCache]) -> tuple[torch.Tensor, KVCache]:
+    def generation_positions(self, idx: torch.Tensor, max_new_tokens: int, position_ids: Optional[torch.Tensor],
+                             generator: Optional[torch.Generator]) -> Optional[torch.Tensor]:
+        """The position ids generate feeds (B, T + max_new_tokens - 1), or None for 0, 1, ...
+
+        Given ids must cover every token the model will read. A model trained with
+        randomized positions, given none, draws them as training did, once per sequence;
+        when more tokens are asked for than its range holds, it falls back to 0, 1, ...
+        """
+        B, T = idx.shape
+        needed = T + max_new_tokens - 1
+        if position_ids is not None:
+            position_ids = position_ids.expand(B, -1) if position_ids.dim() == 1 else position_ids
+            if position_ids.size(0) != B or position_ids.size(1) < needed:
+                raise ValueError(f"position_ids has shape {tuple(position_ids.shape)}: expected ({B}, >= {needed}), "
+                                 f"a position for each prompt token and each generated token but the last")
+            return position_ids.to(idx.device)
+        R = self.config.random_positions
+        if R and needed <= min(R, self.config.block_size):
+            return sorted_random_positions(B, needed, R, idx.device, generator)
+        return None
+
+    def next_token_logits(self, idx: torch.Tensor, cache: Optional[KVCache],
+                          position_ids: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, KVCache]:
         """Logits (B, vocab) of the token after idx (B, n), and the cache to pass next time.
 
         A cache that holds all of idx but its newest token is fed only that token. The
         first time, or once the sequence has outgrown block_size (the window slid, and
         absolute positions make the cached keys wrong), the last block_size tokens are
-        encoded into a fresh cache.
+        encoded into a fresh cache. ``position_ids`` (B, >= n) give the position of each
+        token of idx (None: 0, 1, ... within the window).
         """
-        block = self.config.block_size
+        block, n = self.config.block_size, idx.size(1)
+        pos = None if position_ids is None else position_ids[:, :n]  # (B, n)
         if cache is None or cache.length >= block:
             cache = KVCache(self.config, idx.size(0), block)
-            logits, _ = self(idx[:, -block:], kv_cache=cache)
+            logits, _ = self(idx[:, -block:], kv_cache=cache, position_ids=None if pos is None else pos[:, -block:])
         else:
-            logits, _ = self(idx[:, -1:], kv_cache=cache)
+            logits, _ = self(idx[:, -1:], kv_cache=cache, position_ids=None if pos is None else pos[:, -1:])
         return logits[:, -1, :], cache
 
     # -- the attention lab's entry points (TransformerLens's names; see gptdecoder/hooks.py) --
@@ -511,6 +579,18 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
     lo, hi = torch.stack(torch.aminmax(idx)).tolist()  # one reduction, one read back
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"token ids must be in [0, {vocab_size}) (model.vocab_size); got min {lo}, max {hi}")
+
+
+def check_position_ids(position_ids: torch.Tensor, B: int, T: int, n_positions: int) -> torch.Tensor:
+    """position_ids as (T,) or (B, T) integers, each in [0, n_positions); ValueError otherwise."""
+    if position_ids.dtype not in (torch.int64, torch.int32) or position_ids.shape not in ((T,), (B, T)):
+        raise ValueError(f"position_ids of shape {tuple(position_ids.shape)} and dtype {position_ids.dtype}: "
+                         f"expected integers of shape ({B}, {T}) or ({T},), like the tokens")
+    lo, hi = torch.stack(torch.aminmax(position_ids)).tolist()
+    if lo < 0 or hi >= n_positions:
+        raise ValueError(f"position ids must be in [0, {n_positions}) (the model's positions: model.block_size, "
+                         f"or model.random_positions when larger); got min {lo}, max {hi}")
+    return position_ids.long()
 
 
 def sample_next(

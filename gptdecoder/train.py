@@ -218,16 +218,18 @@ class Trainer:
 
     def train_step(self) -> float:
         """One optimizer step over grad_accum micro-batches; returns the mean loss."""
-        x, y, mask = self.data.get_batch(self.step)
+        batch = self.data.get_batch(self.step)
         micro = self.cfg.grad_accum
+        positions = batch.pos.chunk(micro) if batch.pos is not None else [None] * micro
         total = 0.0
-        for i, (xs, ys, ms) in enumerate(zip(x.chunk(micro), y.chunk(micro), mask.chunk(micro))):
+        for i, (xs, ys, ms, ps) in enumerate(zip(batch.x.chunk(micro), batch.y.chunk(micro), batch.mask.chunk(micro),
+                                                 positions)):
             last = i == micro - 1
             # DDP averages gradients across processes on backward; skip that until the last micro-batch
             sync = self.ddp_model.no_sync() if (self.dist.world_size > 1 and not last) else contextlib.nullcontext()
             with sync:
                 with runtime.autocast(self.device, self.precision):
-                    _, loss = self.ddp_model(xs, ys, loss_mask=ms)
+                    _, loss = self.ddp_model(xs, ys, loss_mask=ms, position_ids=ps)
                 (loss / micro).backward()
             total += loss.item() / micro
         if self.cfg.grad_clip > 0:
@@ -237,7 +239,7 @@ class Trainer:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.tokens_seen += x.numel() * self.dist.world_size
+        self.tokens_seen += batch.x.numel() * self.dist.world_size
         return total
 
     def run_eval(self) -> bool:

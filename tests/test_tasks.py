@@ -142,7 +142,7 @@ def test_recall_multi_query_batches_and_errors():
     from gptdecoder.data.tasks import TaskBatches
 
     task = get_task("recall", num_queries=3)
-    x, y, mask = TaskBatches(task, 16, seed=0).get_batch(0)
+    x, y, mask, _ = TaskBatches(task, 16, seed=0).get_batch(0)
     assert x.shape == (16, task.seq_len - 1) and mask.sum().item() == 16 * 3
     assert (y[mask.bool()] < task.num_values).all()  # only values are learned, never keys
     with pytest.raises(UserError, match="num_queries"):
@@ -177,7 +177,7 @@ def test_recall_curriculum_draws_fewer_pairs_in_early_training_steps_only():
     from gptdecoder.data.tasks import TaskBatches
 
     batches = TaskBatches(task, 16, seed=0)
-    x, y, mask = batches.get_batch(0)
+    x, y, mask, _ = batches.get_batch(0)
     assert x.shape == (16, 2 * 2 + 2 * 3) and mask.sum().item() == 16 * 3
     late = batches.get_batch(5)
     assert late[0].shape == (16, task.seq_len - 1) and late[2].sum().item() == 16 * 3

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     examples = task.test_examples(args.examples, seed=0)
     if not examples:
         raise UserError(f"task {task.name!r} has no held-out examples to score")
-    data = encode_examples(examples)
+    data = encode_examples(examples, task)
     baseline, scores = head_ablation_scores(model, data, args.mode)
     rows = ablation_rows(baseline, scores)
 

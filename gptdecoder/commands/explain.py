@@ -81,7 +81,7 @@ def uniform_detector_scores(tokens: torch.Tensor) -> dict[str, float]:
     return {kind: float(detection_score(uniform, detect[kind])[0, 0]) for kind in HEAD_KINDS}
 
 
-def task_detector_scores(model: GPT, examples: Sequence[Example]) -> tuple[dict[str, list], dict[str, float]]:
+def task_detector_scores(model: GPT, task: Task, examples: Sequence[Example]) -> tuple[dict[str, list], dict[str, float]]:
     """The head detectors on the task's own held-out sequences: ({kind_task: [layer][head]}, uniform levels).
 
     A head can do induction in the task's format without doing it on random tokens (a
@@ -97,9 +97,10 @@ def task_detector_scores(model: GPT, examples: Sequence[Example]) -> tuple[dict[
     totals: dict[str, torch.Tensor] = {}
     uniform: dict[str, float] = {}
     for group in by_length.values():
-        x = encode_examples(group).x
+        data = encode_examples(group, task)
+        x = data.x
         weight = len(group) / len(examples)
-        for kind, grid in head_scores(model, x).items():
+        for kind, grid in head_scores(model, x, data.pos).items():
             totals[f"{kind}_task"] = totals.get(f"{kind}_task", 0) + weight * grid
         for kind, level in uniform_detector_scores(x).items():
             uniform[f"{kind}_task"] = uniform.get(f"{kind}_task", 0.0) + weight * level
@@ -123,7 +124,7 @@ def measure(loaded: LoadedModel, task: Task, examples: Sequence[Example]) -> Fin
     from gptdecoder.lab.scores import head_scores, repeated_random_tokens, source_scores
 
     model, config = loaded.model, loaded.model.config
-    data = encode_examples(examples)
+    data = encode_examples(examples, task)
     baseline, ablation = head_ablation_scores(model, data, "zero")
 
     probe = {"vocab_size": config.vocab_size, "batch": PROBE_BATCH, "half_len": probe_half_len(config.block_size),
@@ -131,7 +132,7 @@ def measure(loaded: LoadedModel, task: Task, examples: Sequence[Example]) -> Fin
     tokens = repeated_random_tokens(probe["vocab_size"], probe["batch"], probe["half_len"], probe["seed"])
     scores = {name: grid.tolist() for name, grid in head_scores(model, tokens).items()}
     chance = uniform_detector_scores(tokens)
-    on_task, on_task_chance = task_detector_scores(model, examples)
+    on_task, on_task_chance = task_detector_scores(model, task, examples)
     scores.update(on_task)
     chance.update(on_task_chance)
     scores["source"] = source_scores(model, task, examples).tolist()

@@ -70,6 +70,7 @@ def stream_tokens(
     top_p: Optional[float] = None,
     generator: Optional[torch.Generator] = None,
     n_choices: Optional[int] = None,
+    position_ids: Optional[list[int]] = None,
 ) -> Iterator[int]:
     """Yield up to ``max_new_tokens`` new token ids continuing ``prompt``; temperature 0 is greedy.
 
@@ -79,14 +80,21 @@ def stream_tokens(
     ``n_choices`` limits the choice to ids below it: a vocabulary padded past its
     tokenizer's (nanoGPT gives GPT-2's 50257 tokens 50304 rows) has ids that decode to
     nothing. None (or the whole vocabulary) makes exactly GPT.generate's choices.
+    ``position_ids``: the position of every token to be read (a task's coupled ids); None:
+    GPT.generate's default (0, 1, ..., or a sorted draw for randomized positions).
     """
     if not prompt:
         raise UserError("the prompt encodes to no tokens: give at least one character")
     device = next(model.parameters()).device
     idx = torch.tensor([prompt], device=device)  # (1, n)
+    given = None if position_ids is None else torch.tensor([position_ids], device=device)
+    try:
+        positions = model.generation_positions(idx, max_new_tokens, given, generator)  # (1, n + new - 1) or None
+    except ValueError as e:
+        raise UserError(str(e)) from None
     cache: Optional[KVCache] = None
     for _ in range(max_new_tokens):
-        logits, cache = model.next_token_logits(idx, cache)  # (1, vocab)
+        logits, cache = model.next_token_logits(idx, cache, positions)  # (1, vocab)
         next_id = sample_next(logits[:, :n_choices], temperature, top_k, top_p, temperature > 0, generator)  # (1, 1)
         idx = torch.cat((idx, next_id), dim=1)
         yield int(next_id)
@@ -130,13 +138,14 @@ class Session:
         else:
             self.respond_ids(prompt)
 
-    def sample(self, ids: list[int], n: int) -> Iterator[int]:
+    def sample(self, ids: list[int], n: int, position_ids: Optional[list[int]] = None) -> Iterator[int]:
         vocab = self.model.config.vocab_size
         bad = [i for i in ids if not 0 <= i < vocab]
         if bad:
             raise UserError(f"token id {bad[0]} is beyond the model's vocabulary (ids 0..{vocab - 1})")
         n_choices = self.tokenizer.n_vocab if self.tokenizer is not None else None  # never a padding id
-        return stream_tokens(self.model, ids, n, self.temperature, self.top_k, self.top_p, self.generator, n_choices)
+        return stream_tokens(self.model, ids, n, self.temperature, self.top_k, self.top_p, self.generator, n_choices,
+                             position_ids)
 
     def respond_text(self, prompt: str) -> None:
         assert self.tokenizer is not None
@@ -185,11 +194,22 @@ class Session:
             n = self.max_new_tokens
         else:
             n = len(expected) if expected is not None else max(1, task.seq_len - len(ids))
-        answer = list(self.sample(ids, n))
+        answer = list(self.sample(ids, n, self.task_positions(ids, n)))
         line = f"{spaced(ids, task.symbols)} -> {spaced(answer, task.symbols)}"
         if expected is not None:
             line += "  (correct)" if answer == expected else f"  (expected {spaced(expected, task.symbols)})"
         self.write(line + "\n")
+
+    def task_positions(self, ids: list[int], n: int) -> Optional[list[int]]:
+        """The task's coupled position ids for this prompt and n answer tokens (None when the
+        task does not couple them); a prompt the task cannot place is a UserError."""
+        if not self.task.couples_positions:
+            return None
+        try:
+            return self.task.position_ids(ids, n)
+        except (ValueError, IndexError):
+            raise UserError(f"the prompt {spaced(ids, self.task.symbols)!r} is not one task "
+                            f"{self.task.name!r} can place (its position ids come from the prompt's layout)") from None
 
     def write(self, text: str) -> None:
         self.out.write(text)

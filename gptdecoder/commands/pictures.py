@@ -60,7 +60,7 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
     views = example_views(model, task, prompt, answer)
     tokens, boundary, patterns = views["tokens"], views["boundary"], views["patterns"]
     middle = views["answer_positions"][len(views["answer_positions"]) // 2]
-    baseline, scores = head_ablation_scores(model, encode_examples(examples))
+    baseline, scores = head_ablation_scores(model, encode_examples(examples, task))
     pictures = {
         "attention_all_heads": plot_attention_grid(
             patterns, tokens, boundary, title=f"{task.name}: attention of every layer and head"),
@@ -76,7 +76,7 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
     paths = [save_figure(fig, out / f"{name}.{fmt}") for name, fig in pictures.items()]
     if html_views:
         title = f"{task.name}: {task.format(prompt)} -> {task.format(answer)}"
-        viewer = attention_viewer_html(patterns, tokens, title, boundary)
+        viewer = attention_viewer_html(patterns, tokens, title, boundary, position_ids=views["position_ids"])
         paths.append(write_atomic(out / "attention_viewer.html", viewer))
         for view in ("head", "model"):
             paths.append(write_atomic(out / f"bertviz_{view}_view.html", bertviz_page(patterns, tokens, view)))

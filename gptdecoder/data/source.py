@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Optional, Protocol
 
 import torch
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x, y, loss mask: each (B, T)
+
+class Batch(NamedTuple):
+    """One optimizer step's training data, each (B, T)."""
+
+    x: torch.Tensor  # input token ids
+    y: torch.Tensor  # the next token at each position; -1 where nothing is to be predicted
+    mask: torch.Tensor  # the loss weight of each position (0 over a task's prompt)
+    pos: Optional[torch.Tensor] = None  # position ids, for a task that gives its own (position coupling)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:

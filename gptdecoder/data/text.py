@@ -278,7 +278,7 @@ class TextData:
         generator = torch.Generator().manual_seed(step_seed(self.config.train.seed, self.rank, step))
         x, y = self.corpus.get_batch("train", self.batch_size, self.block_size, generator)
         mask = torch.ones(x.shape, device=self.device)  # every next token counts
-        return x.to(self.device), y.to(self.device), mask
+        return Batch(x.to(self.device), y.to(self.device), mask)
 
     def evaluate(self, model: torch.nn.Module, final: bool = False) -> dict:
         """Quick: the first eval.quick_examples validation windows. Final: the whole split."""

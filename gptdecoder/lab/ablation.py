@@ -13,7 +13,7 @@ reads as "run the model, but at hook point X do Y":
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 
@@ -21,7 +21,7 @@ from gptdecoder.data.tasks import collate
 from gptdecoder.hooks import HookFn
 from gptdecoder.lab.capture import Cache, z_name
 from gptdecoder.model import GPT
-from gptdecoder.tasks import Example
+from gptdecoder.tasks import Example, Task
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -37,7 +37,8 @@ def _heads_by_layer(heads: Iterable[Head]) -> dict[int, list[int]]:
 
 
 @torch.no_grad()
-def mean_head_outputs(model: GPT, reference_idx: torch.Tensor) -> dict[int, torch.Tensor]:
+def mean_head_outputs(model: GPT, reference_idx: torch.Tensor,
+                      position_ids: Optional[torch.Tensor] = None) -> dict[int, torch.Tensor]:
     """Each layer's hook_z averaged over a reference batch: {layer: [T, heads, d_head]}.
 
     The mean keeps one value per position, because what a head writes usually depends
@@ -45,7 +46,8 @@ def mean_head_outputs(model: GPT, reference_idx: torch.Tensor) -> dict[int, torc
     positions as well would feed the model something it never saw.
     """
     n_layer = model.config.n_layer
-    _, cache = model.run_with_cache(reference_idx, names_filter=[z_name(i) for i in range(n_layer)])
+    _, cache = model.run_with_cache(reference_idx, names_filter=[z_name(i) for i in range(n_layer)],
+                                    position_ids=position_ids)
     return {i: cache[z_name(i)].mean(dim=0) for i in range(n_layer)}
 
 
@@ -180,13 +182,21 @@ class HeldOut:
     x: torch.Tensor  # (N, T) inputs
     y: torch.Tensor  # (N, T) targets, -1 at padding
     mask: torch.Tensor  # (N, T) 1 where the target is an answer token
+    pos: Optional[torch.Tensor] = None  # (N, T) position ids, for a task that couples them
+
+    def chunks(self, batch_size: int, device: Optional[torch.device] = None) -> Iterator["HeldOut"]:
+        """The examples in consecutive slices of at most batch_size, moved to ``device``."""
+        for start in range(0, self.x.size(0), batch_size):
+            yield HeldOut(*(None if t is None else t[start : start + batch_size].to(device or t.device)
+                            for t in (self.x, self.y, self.mask, self.pos)))
 
 
-def encode_examples(examples: Sequence[Example]) -> HeldOut:
-    """(prompt, answer) pairs -> padded tensors, exactly as training batches them."""
+def encode_examples(examples: Sequence[Example], task: Optional[Task] = None) -> HeldOut:
+    """(prompt, answer) pairs -> padded tensors, exactly as training batches them (with the
+    position ids of a ``task`` that couples positions, at offset 0 as in evaluation)."""
     if not examples:
         raise ValueError("encode_examples: no examples")
-    return HeldOut(*collate(list(examples)))
+    return HeldOut(*collate(list(examples), task=task))
 
 
 @torch.no_grad()
@@ -203,10 +213,9 @@ def exact_match(
     """
     correct = 0
     with model.hooks(fwd_hooks=list(fwd_hooks)):
-        for start in range(0, data.x.size(0), batch_size):
-            x, y, mask = (t[start : start + batch_size] for t in (data.x, data.y, data.mask))
-            logits, _ = model(x)
-            right = (logits.argmax(dim=-1) == y) | (mask == 0)
+        for chunk in data.chunks(batch_size):
+            logits, _ = model(chunk.x, position_ids=chunk.pos)
+            right = (logits.argmax(dim=-1) == chunk.y) | (chunk.mask == 0)
             correct += int(right.all(dim=1).sum())
     return correct / max(1, data.x.size(0))
 
@@ -217,7 +226,7 @@ def head_ablation_scores(model: GPT, data: HeldOut, mode: str = "zero") -> tuple
     Mean ablation averages each head over the held-out batch itself, per position
     (for tasks of varying length the padding at a position is part of its mean).
     """
-    means = mean_head_outputs(model, data.x) if mode == "mean" else None
+    means = mean_head_outputs(model, data.x, data.pos) if mode == "mean" else None
     n_layer, n_head = model.config.n_layer, model.config.n_head
     scores = torch.zeros(n_layer, n_head)
     for layer in range(n_layer):

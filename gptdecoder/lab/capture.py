@@ -34,14 +34,16 @@ def z_name(layer: int) -> str:
 
 
 @torch.no_grad()
-def capture_attention(model: GPT, idx: torch.Tensor) -> list[torch.Tensor]:
-    """Attention patterns of every layer for idx (B, T): a list of [B, heads, T, T].
+def capture_attention(model: GPT, idx: torch.Tensor, position_ids: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+    """Attention patterns of every layer for idx (B, T) (at ``position_ids``, if given): a
+    list of [B, heads, T, T].
 
     Only the patterns are kept (not every hook point), so this is cheap enough to call
     on a batch. The values are the raw softmax output, upper triangle included.
     """
     n_layer = model.config.n_layer
-    _, cache = model.run_with_cache(idx, names_filter=[pattern_name(i) for i in range(n_layer)])
+    _, cache = model.run_with_cache(idx, names_filter=[pattern_name(i) for i in range(n_layer)],
+                                    position_ids=position_ids)
     return patterns_from_cache(cache, n_layer)
 
 
@@ -99,12 +101,15 @@ def example_views(model: GPT, task: Task, prompt: list[int], answer: list[int]) 
     x, y, mask = build_example(prompt, answer)
     device = next(model.parameters()).device
     idx = torch.tensor([x], device=device)
-    patterns = capture_attention(model, idx)
-    logits, _ = model(idx)
+    ids = task.position_ids(prompt, len(answer))[: len(x)] if task.couples_positions else None
+    pos = None if ids is None else torch.tensor([ids], device=device)
+    patterns = capture_attention(model, idx, pos)
+    logits, _ = model(idx, position_ids=pos)
     answer_positions = [i for i, m in enumerate(mask) if m]
     return {
         "patterns": [p.cpu() for p in patterns],
         "tokens": token_labels(x, task.symbols),
+        "position_ids": ids,  # the task's own position ids, or None for 0, 1, ...
         "boundary": len(prompt),  # x[len(prompt)] is the first answer token the model reads
         "answer_positions": answer_positions,
         "targets": [y[i] for i in answer_positions],

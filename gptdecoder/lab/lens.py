@@ -23,10 +23,10 @@ from gptdecoder.model import GPT
 
 
 def _batches(data: HeldOut, batch_size: int, device: torch.device) -> Iterator[tuple[torch.Tensor, ...]]:
-    """(x, y, answer) chunks of a HeldOut batch on ``device``; answer is bool (N, T)."""
-    for start in range(0, data.x.size(0), batch_size):
-        x, y, mask = (t[start : start + batch_size].to(device) for t in (data.x, data.y, data.mask))
-        yield x, y, mask == 1
+    """(x, y, answer, position ids or None) chunks of a HeldOut batch on ``device``; answer
+    is bool (N, T)."""
+    for chunk in data.chunks(batch_size, device):
+        yield chunk.x, chunk.y, chunk.mask == 1, chunk.pos
 
 
 def answer_rank(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -58,8 +58,8 @@ def logit_lens(model: GPT, data: HeldOut, batch_size: int = 256) -> dict:
     """
     names = resid_names(model.config.n_layer)
     correct, rank_sum, count = torch.zeros(len(names)), torch.zeros(len(names)), 0
-    for x, y, answer in _batches(data, batch_size, next(model.parameters()).device):
-        _, cache = model.run_with_cache(x, names_filter=names)
+    for x, y, answer, pos in _batches(data, batch_size, next(model.parameters()).device):
+        _, cache = model.run_with_cache(x, names_filter=names, position_ids=pos)
         target = y[answer]  # (n,)
         for i, name in enumerate(names):
             logits = model.lm_head(model.ln_final(cache[name][answer]))  # (n, vocab)
@@ -96,8 +96,8 @@ def direct_logit_attribution(model: GPT, data: HeldOut, batch_size: int = 256) -
     count = 0
     unembed = model.lm_head.weight.float()  # (vocab, d)
     gain = model.ln_final.weight.float()  # (d,)
-    for x, y, answer in _batches(data, batch_size, next(model.parameters()).device):
-        logits, cache = model.run_with_cache(x, names_filter=names)
+    for x, y, answer, pos in _batches(data, batch_size, next(model.parameters()).device):
+        logits, cache = model.run_with_cache(x, names_filter=names, position_ids=pos)
         target = y[answer]  # (n,)
         direction = unembed[target] - unembed.mean(dim=0)  # (n, d): margin per unit of ln_final output
         scale = cache["ln_final.hook_scale"][answer].float()  # (n, 1)

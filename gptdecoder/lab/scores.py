@@ -15,7 +15,7 @@ model as it is: call ``model.eval()`` first, or dropout changes the patterns.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -72,7 +72,7 @@ def detection_score(patterns: torch.Tensor, detect: torch.Tensor) -> torch.Tenso
 
 
 @torch.no_grad()
-def head_scores(model: GPT, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+def head_scores(model: GPT, tokens: torch.Tensor, position_ids: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """Previous-token, duplicate-token and induction score of every head: {kind: [n_layer, n_head]}.
 
     TransformerLens's head detector (``transformer_lens.head_detector.detect_head``) with
@@ -85,10 +85,11 @@ def head_scores(model: GPT, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     scores 1. As TransformerLens does for a list of sequences, each sequence is scored
     on its own and the scores are averaged (over the sequences with such a query).
 
-    Works on any token batch (B, T); use ``repeated_random_tokens`` for induction and
-    duplicate heads, whose patterns only show when tokens repeat.
+    Works on any token batch (B, T) (at ``position_ids``, if the task gives them); use
+    ``repeated_random_tokens`` for induction and duplicate heads, whose patterns only show
+    when tokens repeat.
     """
-    patterns = stack_patterns(capture_attention(model, tokens)).float()  # (L, B, H, T, T)
+    patterns = stack_patterns(capture_attention(model, tokens, position_ids)).float()  # (L, B, H, T, T)
     detect = detection_patterns(tokens.to(patterns.device))
     return {kind: detection_score(patterns, detect[kind]).cpu() for kind in HEAD_KINDS}
 
@@ -138,8 +139,9 @@ def source_scores(
     device = next(model.parameters()).device
     for start in range(0, len(examples), batch_size):
         chunk = list(examples[start : start + batch_size])
-        x = encode_examples(chunk).x.to(device)
-        patterns = stack_patterns(capture_attention(model, x)).float().cpu()  # (L, B, H, T, T)
+        data = encode_examples(chunk, task)
+        pos = None if data.pos is None else data.pos.to(device)
+        patterns = stack_patterns(capture_attention(model, data.x.to(device), pos)).float().cpu()  # (L, B, H, T, T)
         for b, (prompt, answer) in enumerate(chunk):
             for j, sources in enumerate(source_positions(task, prompt, answer)):
                 if sources:

@@ -167,8 +167,10 @@ const HINTS = {
 function fmt(w) {
   return w === null ? "NaN" : String(+w.toPrecision(data.digits));
 }
-const label = i => `${i} ${tokens[i]}`;        // a token in the table headers
-const quoted = i => `${i} "${tokens[i]}"`;     // a token in the info line
+// a task that couples positions gives each token its own position id: shown as "@id"
+const at = i => (data.position_ids ? ` @${data.position_ids[i]}` : "");
+const label = i => `${i} ${tokens[i]}${at(i)}`;        // a token in the table headers
+const quoted = i => `${i} "${tokens[i]}"${at(i)}`;     // a token in the info line
 const short = s => (s.length > 14 ? s.slice(0, 13) + "\u2026" : s);  // long (BPE) tokens in the head view
 
 // White (0) to dark blue (1) on a square-root scale so small weights still show; any
@@ -526,6 +528,7 @@ def attention_viewer_html(
     title: str = "Attention viewer",
     boundary: Optional[int] = None,
     batch_index: int = 0,
+    position_ids: Optional[Sequence[int]] = None,
 ) -> str:
     """A self-contained HTML page (no network, no CDN) to browse every layer and head.
 
@@ -533,7 +536,8 @@ def attention_viewer_html(
     (a table of cells coloured by weight), the head view (lines from each query token
     to each key token, one colour per head) and the model view (every layer x head as a
     thumbnail; a click opens it in the matrix view). ``boundary`` is the first answer
-    position, marked in every view. The weights are embedded once, as JSON, rounded by
+    position, marked in every view. ``position_ids`` (a task's coupled ids, one per
+    token) label the tokens as "@id". The weights are embedded once, as JSON, rounded by
     ``round_weight`` so that exact zeros and tiny leaks both survive.
     """
     arr = as_layer_head_array(patterns, batch_index)
@@ -543,9 +547,13 @@ def attention_viewer_html(
         boundary = int(boundary)  # a numpy or torch integer would not serialise
         if not 0 <= boundary <= len(tokens):
             raise ValueError(f"boundary {boundary}: expected a position in 0..{len(tokens)}")
+    if position_ids is not None and len(position_ids) != len(tokens):
+        raise ValueError(f"{len(position_ids)} position ids for {len(tokens)} tokens")
     rounded = [[[[round_weight(w) for w in row] for row in head] for head in layer] for layer in arr.tolist()]
     payload = json.dumps({"tokens": list(tokens), "patterns": rounded, "boundary": boundary,
-                          "digits": ROUNDING_DIGITS}, separators=(",", ":"))
+                          "digits": ROUNDING_DIGITS,
+                          "position_ids": None if position_ids is None else [int(p) for p in position_ids]},
+                         separators=(",", ":"))
     # Inside <script> the HTML parser looks for "</script" (and "<!--"): with every "<"
     # written as the JSON escape \u003c, no token such as "</script>" can end the data block.
     payload = payload.replace("<", "\\u003c")

@@ -8,6 +8,9 @@ from typing import Iterator, Optional
 from gptdecoder.tasks.base import Task, enumerate_sequences
 
 DIGITS = [str(d) for d in range(10)]
+# Python's integers have no size limit; this bound only keeps sequences a model can hold
+# (length generalisation tests addition far beyond the lengths trained on).
+MAX_DIGITS = 100
 
 
 @dataclasses.dataclass
@@ -20,7 +23,8 @@ class AdditionTask(Task):
     '=' tell the model where each operand ends). With ``reverse_output`` the sum is
     written least significant digit first, the order in which carries are computed --
     this makes the task much easier to learn (Lee et al., Teaching Arithmetic to Small
-    Transformers, 2023).
+    Transformers, 2023). With ``coupled_positions`` the digits of one significance share a
+    position id in both operands and the sum (see ``position_ids``).
     """
 
     name = "addition"
@@ -28,11 +32,12 @@ class AdditionTask(Task):
     num_digits: int = 3
     reverse_output: bool = True
     min_digits: Optional[int] = None
+    coupled_positions: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 1 <= self.num_digits <= 12:
-            raise ValueError(f"num_digits={self.num_digits}: expected 1..12")
+        if not 1 <= self.num_digits <= MAX_DIGITS:
+            raise ValueError(f"num_digits={self.num_digits}: expected 1..{MAX_DIGITS}")
         if self.min_digits is not None and not 1 <= self.min_digits <= self.num_digits:
             raise ValueError(f"min_digits={self.min_digits}: expected 1 <= min_digits <= num_digits ({self.num_digits})")
         self.symbols = DIGITS + ["+", "="]
@@ -53,6 +58,26 @@ class AdditionTask(Task):
         b = int("".join(map(str, prompt[n + 1 : 2 * n + 1])))
         digits = [int(c) for c in str(a + b).zfill(n + 1)]
         return digits[::-1] if self.reverse_output else digits
+
+    @property
+    def couples_positions(self) -> bool:
+        return self.coupled_positions
+
+    def position_ids(self, prompt: list[int], answer_length: int) -> list[int]:
+        """Position coupling (Cho et al. 2024): the operand digits of place p (p = 0 for
+        units) and the sum digit of place p all have id p + 1. '+' has id 0. The token that
+        predicts the sum digit of place p then sits one id before it (reversed sum) or one
+        after it (sum most significant first); '=' is placed the same way before the first
+        sum digit. So every answer step reads "the operand digits whose id is mine + 1"
+        (or - 1), whatever the length."""
+        if not self.coupled_positions:
+            return super().position_ids(prompt, answer_length)
+        n = list(prompt).index(self.token("+"))  # digits per operand
+        operand = [n - i for i in range(n)]  # most significant first: place n-1 .. 0 -> ids n .. 1
+        places = range(answer_length) if self.reverse_output else range(answer_length - 1, -1, -1)
+        answer = [p + 1 for p in places]
+        equals = answer[0] - 1 if self.reverse_output else answer[0] + 1
+        return operand + [0] + operand + [equals] + answer
 
     def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
         """The two operand digits added to make each answer digit.

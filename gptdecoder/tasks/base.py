@@ -103,6 +103,23 @@ class Task:
         return [[] for _ in answer]
 
     @property
+    def couples_positions(self) -> bool:
+        """True when the task gives each token its own position id (``position_ids``)."""
+        return False
+
+    def position_ids(self, prompt: list[int], answer_length: int) -> list[int]:
+        """The position id of each token of prompt + answer, for a task that couples them.
+
+        Position coupling (Cho et al. 2024; McLeish et al. 2024's Abacus embeddings): a
+        token that is computed from another gets a position id tied to that one's, instead
+        of its place in the sequence, so the lookup "attend to the token whose id is one
+        past mine" is the same at every length. Ids start at 0 here; training adds a random
+        offset to each sequence so that every id of the model's range is trained, and
+        evaluation uses them as they are. A task that does not couple has no such ids.
+        """
+        raise ValueError(f"task {self.name!r} does not couple positions")
+
+    @property
     def samples_uniformly(self) -> bool:
         """True when sample_prompt draws uniformly from all_prompts()."""
         return False

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Iterator, Optional
+from typing import ClassVar, Iterator, Optional
 
 from gptdecoder.tasks.base import Task, enumerate_sequences
 
@@ -127,11 +127,38 @@ class _EqualsTerminated:
 
 @dataclasses.dataclass
 class _SeparatedSequenceTask(_EqualsTerminated, Task):
-    """Shared by reverse and copy: prompt = digits then '=', answer = a function of the digits."""
+    """Shared by reverse and copy: prompt = digits then '=', answer = a function of the digits.
+
+    With ``coupled_positions`` each answer token has the position id of the prompt digit
+    it reproduces (position coupling; see ``position_ids``)."""
 
     length: int = 8
     num_digits: int = 10
     min_length: Optional[int] = None
+    coupled_positions: bool = False
+
+    @property
+    def couples_positions(self) -> bool:
+        return self.coupled_positions
+
+    def position_ids(self, prompt: list[int], answer_length: int) -> list[int]:
+        """Prompt digit i has id i + 1 and each answer token the id of the digit it
+        reproduces; '=' sits one id before the first answer token's source (copy: id 0)
+        or one after it (reverse: id n + 1), so that the token predicting the next
+        answer token always reads the digit one id past (copy) or before (reverse) its own."""
+        if not self.coupled_positions:
+            return super().position_ids(prompt, answer_length)
+        n = len(prompt) - 1  # the digits, without the '='
+        answer = [i + 1 for i in self.answer_sources(n)][:answer_length]
+        return [i + 1 for i in range(n)] + [answer[0] - self.answer_step] + answer
+
+    # +1 when consecutive answer tokens reproduce consecutive digits (copy), -1 when the
+    # answer runs backwards through the prompt (reverse)
+    answer_step: ClassVar[int] = 1
+
+    def answer_sources(self, n: int) -> list[int]:
+        """The prompt index each of the n answer tokens reproduces."""
+        raise NotImplementedError
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,9 +177,13 @@ class ReverseTask(_SeparatedSequenceTask):
     """Reverse the digits: 3 1 4 1 = -> 1 4 1 3. Needs attention to a mirrored position."""
 
     name = "reverse"
+    answer_step = -1
 
     def solve(self, prompt: list[int]) -> list[int]:
         return prompt[-2::-1]
+
+    def answer_sources(self, n: int) -> list[int]:
+        return list(range(n - 1, -1, -1))
 
     def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
         """Answer token j is digit n-1-j of the n digits: the mirrored position."""
@@ -168,6 +199,9 @@ class CopyTask(_SeparatedSequenceTask):
 
     def solve(self, prompt: list[int]) -> list[int]:
         return prompt[:-1]
+
+    def answer_sources(self, n: int) -> list[int]:
+        return list(range(n))
 
     def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
         """Answer token j is digit j: the same position."""
