@@ -19,6 +19,7 @@ the override syntax and the error messages pick it up from there.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import os
@@ -96,6 +97,10 @@ class TrainConfig:
     muon_momentum: float = 0.95  # muon: its momentum
     eval_interval: int = 50  # quick held-out eval (eval.quick_examples) every N iters
     stop_at_accuracy: Optional[float] = 1.0  # stop once held-out exact match reaches this
+    # ... but not before this many iters: a model that fits its training lengths early
+    # still sharpens, which is what longer inputs test (a study trains every cell at least
+    # this long, then until stop_at_accuracy or max_iters)
+    min_iters: int = 0
     log_interval: int = 10
     ckpt_interval: int = 0  # also checkpoint every N iters (0: only at the end)
 
@@ -194,24 +199,39 @@ def read_yaml_mapping(path: Union[str, Path], what: str, expected: str = "a mapp
 
 
 def apply_override(raw: dict, item: str) -> None:
-    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (so 500 is an int)."""
+    """Set ``a.b.c=value`` (``--set``'s syntax) in a nested dict; the value is parsed as YAML."""
+    set_config_key(raw, *parse_override(item))
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"a.b.c=VALUE"`` -> ``("a.b.c", VALUE parsed as YAML)``, as ``--set`` reads it (500 is an int)."""
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--set {item!r}: expected section.key=value, e.g. train.max_iters=500")
+        raise UserError(f"override {item!r}: expected section.key=value, e.g. train.max_iters=500")
     try:
-        value = yaml.safe_load(text)
+        return key.strip(), yaml.safe_load(text)
     except yaml.YAMLError:
-        raise UserError(f"--set {item!r}: the value is not valid YAML") from None
-    parts = key.strip().split(".")
+        raise UserError(f"override {item!r}: the value is not valid YAML") from None
+
+
+def set_config_key(raw: dict, key: str, value: Any) -> None:
+    """``raw[a][b][c] = value`` for the dotted key ``a.b.c``, creating missing sections: the
+    one way a key is set on a config dict (``--set`` and the bench's axes both call it).
+
+    The value is stored as it is (a copy: bench cells share their axes' values), never
+    written out and parsed back, so what an axis lists is exactly what the config gets.
+    """
+    parts = key.split(".")
+    if not all(part.strip() == part and part for part in parts):
+        raise UserError(f"config key {key!r}: expected a dotted key such as model.d_model")
     node = raw
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None:  # absent, or an empty section in the file
             node[part] = {}
-        child = node[part]
-        if not isinstance(child, dict):
-            raise UserError(f"--set {item!r}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
+        node = node[part]
+        if not isinstance(node, dict):
+            raise UserError(f"config key {key!r}: {'.'.join(parts[:depth + 1])} is {node!r}, not a section")
+    node[parts[-1]] = copy.deepcopy(value)
 
 
 def config_from_dict(raw: dict) -> Config:
@@ -298,6 +318,8 @@ def validate(config: Config) -> None:
         raise UserError(f"train.batch_size={train.batch_size} is not divisible by train.grad_accum={train.grad_accum}")
     if config.eval.positions not in EVAL_POSITIONS:
         raise UserError(f"eval.positions={config.eval.positions!r}: expected one of {', '.join(EVAL_POSITIONS)}")
+    if not 0 <= train.min_iters <= train.max_iters:
+        raise UserError(f"train.min_iters={train.min_iters}: expected 0 .. train.max_iters ({train.max_iters})")
     if train.stop_at_accuracy is not None and not 0.0 < train.stop_at_accuracy <= 1.0:
         raise UserError(f"train.stop_at_accuracy={train.stop_at_accuracy}: expected a number in (0, 1] or null")
     if config.is_text:
@@ -328,6 +350,8 @@ def validate_model(model: GPTConfig) -> None:
     if model.random_positions and model.block_size and model.random_positions < model.block_size:
         raise UserError(f"model.random_positions={model.random_positions} is smaller than model.block_size="
                         f"{model.block_size}: expected 0 (off) or a range at least as long as the context")
+    if model.pos_encoding == "sinusoidal" and model.d_model % 2:
+        raise UserError(f"model.pos_encoding=sinusoidal needs an even model.d_model; got {model.d_model}")
     if model.pos_encoding == "rope" and model.d_head % 2:
         raise UserError(f"model.pos_encoding=rope needs an even head size; d_model/n_head = {model.d_head}")
     if model.rope_base <= 1.0:

@@ -31,10 +31,12 @@ ACTIVATIONS = {
 }
 # How a token's position reaches attention (Block and CausalSelfAttention read it):
 #   learned  GPT-2: a trained vector per position, added to the token embedding
+#   sinusoidal  the original Transformer's: a fixed vector of sines and cosines per position, added
 #   rope     rotary: q and k are rotated by an angle proportional to the position
 #   alibi    no embedding; each head's scores get -slope * (query pos - key pos)
 #   nope     nothing: the causal mask alone tells positions apart
-POS_ENCODINGS = ("learned", "rope", "alibi", "nope")
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "nope")
+ADDED_POSITIONS = ("learned", "sinusoidal")  # the encodings that add a vector to each token's embedding
 
 
 @dataclass
@@ -54,7 +56,7 @@ class GPTConfig:
     bias: bool = True  # biases in Linear and LayerNorm, as GPT-2
     tie_weights: bool = True  # the LM head shares the token embedding matrix, as GPT-2
     activation: str = "gelu_tanh"  # a key of ACTIVATIONS: gelu_tanh (GPT-2) | gelu | relu2
-    pos_encoding: str = "learned"  # one of POS_ENCODINGS: learned (GPT-2) | rope | alibi | nope
+    pos_encoding: str = "learned"  # one of POS_ENCODINGS: learned (GPT-2) | sinusoidal | rope | alibi | nope
     # 0: positions are 0..T-1. R > 0: each sequence's positions are T distinct ids drawn
     # from 0..R-1 and sorted (randomized positions, Ruoss et al. 2023), so positions beyond
     # the training length have been seen. Training draws them in forward; generate draws
@@ -110,6 +112,25 @@ class Rotary(nn.Module):
             cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2): the same for every head
         x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hs/2) each
         return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class Sinusoids(nn.Module):
+    """Fixed position vectors (Vaswani et al. 2017): features 2i and 2i+1 of position p are
+    sin and cos of p * 10000^(-2i/d), so moving one position on is the same rotation of
+    every pair at every p, and the dot product of two rows depends only on their distance.
+    Nothing is trained: a position never seen in training has a vector of the same
+    family. Scaled to the size the token embeddings start at (std 0.02), so neither
+    drowns the other. Reads like nn.Embedding: ``weight`` (P, C) and ``forward(pos)``."""
+
+    def __init__(self, n_positions: int, d_model: int) -> None:
+        super().__init__()
+        freqs = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float) / d_model)  # (C/2,)
+        angles = torch.outer(torch.arange(n_positions, dtype=torch.float), freqs)  # (P, C/2)
+        table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)  # (P, C): sin, cos, sin, ...
+        self.register_buffer("weight", table * 0.02 * math.sqrt(2), persistent=False)
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+        return self.weight[pos]  # (..., C)
 
 
 def alibi_slopes(n_head: int) -> torch.Tensor:
@@ -367,13 +388,15 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embeddings
         if config.pos_encoding == "learned":
             self.wpe = nn.Embedding(config.n_positions, config.d_model)  # learned position embeddings
+        if config.pos_encoding == "sinusoidal":
+            self.wpe = Sinusoids(config.n_positions, config.d_model)  # fixed position vectors
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_final = LayerNorm(config.d_model, bias=config.bias)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
         self.hook_embed = HookPoint()
-        if config.pos_encoding == "learned":
+        if config.pos_encoding in ADDED_POSITIONS:
             self.hook_pos_embed = HookPoint()
         self.hook_dict = name_hook_points(self)  # {"blocks.0.attn.hook_pattern": HookPoint, ...}
 
@@ -434,7 +457,7 @@ class GPT(nn.Module):
         if kv_cache is not None:
             kv_cache.append_positions(pos)
         x = self.hook_embed(self.wte(idx))  # (B, T, C)
-        if self.config.pos_encoding == "learned":  # a table of position vectors, added to the tokens
+        if self.config.pos_encoding in ADDED_POSITIONS:  # a table of position vectors, added to the tokens
             if position_ids is None and pos.dim() == 1:  # a view of the table's rows, shared by the batch
                 rows = self.wpe.weight[start : start + T]  # (T, C)
             else:

@@ -152,7 +152,7 @@ class Trainer:
     """Optimises ``model`` on the batches of ``data``; evaluates every cfg.eval_interval steps.
 
     ``data.evaluate(model)`` may return an "accuracy"; training stops early once it
-    reaches ``cfg.stop_at_accuracy``. ``log(record)`` receives every metrics record.
+    reaches ``cfg.stop_at_accuracy`` (after at least ``cfg.min_iters``). ``log(record)`` receives every metrics record.
     Under DDP only rank 0 evaluates and logs; its stop decision is broadcast.
     """
 
@@ -253,7 +253,8 @@ class Trainer:
             self.log({"iter": self.step, "train_seconds": round(self.train_seconds, 3), **metrics,
                       "eval_seconds": round(time.perf_counter() - start, 3), "time": round(time.time(), 3)})
             target = self.cfg.stop_at_accuracy
-            stop = target is not None and self.last_accuracy is not None and self.last_accuracy >= target
+            reached = target is not None and self.last_accuracy is not None and self.last_accuracy >= target
+            stop = reached and self.step >= self.cfg.min_iters
         return broadcast_flag(stop, self.dist)
 
     def fit(self, checkpoint: Optional[Callable[["Trainer"], None]] = None, progress: bool = True) -> bool:

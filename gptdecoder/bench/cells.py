@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import torch
-import yaml
 
-from gptdecoder.config import Config, build_section, config_from_dict, read_yaml_mapping, resolve_task
+from gptdecoder.config import (Config, build_section, config_from_dict, parse_override, read_yaml_mapping, resolve_task,
+                               set_config_key)
 from gptdecoder.errors import UserError
 
 CELL_FORMAT = 1  # part of every cell's key: bump it when a cell's result means something new
@@ -174,36 +174,6 @@ def find_base(name: str, bench_path: Path) -> Path:
 
 
 # -- setting config keys -----------------------------------------------------------------------
-
-
-def parse_override(item: str) -> tuple[str, Any]:
-    """``"a.b.c=VALUE"`` -> ``("a.b.c", VALUE parsed as YAML)``, as ``--set`` reads it (500 is an int)."""
-    key, sep, text = item.partition("=")
-    if not sep or not key.strip():
-        raise UserError(f"override {item!r}: expected section.key=value, e.g. train.max_iters=500")
-    try:
-        return key.strip(), yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise UserError(f"override {item!r}: the value is not valid YAML") from None
-
-
-def set_config_key(raw: dict, key: str, value: Any) -> None:
-    """``raw[a][b][c] = value`` for the dotted key ``a.b.c``, creating missing sections.
-
-    The value is stored as it is (a copy: cells share their axes' values), not written
-    out and parsed back, so what an axis lists is exactly what the config gets.
-    """
-    parts = key.split(".")
-    if not all(part.strip() == part and part for part in parts):
-        raise UserError(f"config key {key!r}: expected a dotted key such as model.d_model")
-    node = raw
-    for depth, part in enumerate(parts[:-1]):
-        if node.get(part) is None:  # absent, or an empty section in the file
-            node[part] = {}
-        node = node[part]
-        if not isinstance(node, dict):
-            raise UserError(f"config key {key!r}: {'.'.join(parts[:depth + 1])} is {node!r}, not a section")
-    node[parts[-1]] = copy.deepcopy(value)
 
 
 # -- expanding a bench into cells --------------------------------------------------------------

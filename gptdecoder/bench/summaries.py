@@ -30,6 +30,8 @@ from gptdecoder.storage import write_atomic
 # CSV columns, in this order. The *_by_length fields map str(test length) to an accuracy.
 RESULT_FIELDS = (
     "test_accuracy",  # held-out exact match on the training distribution
+    "test_token_accuracy",  # the same held-out set, per token
+    "test_accuracy_dense",  # random positions only: test_accuracy with positions 0..T-1
     "train_accuracy",
     "accuracy_by_length",  # exact match per test length (random positions: positions sampled as trained)
     "token_accuracy_by_length",  # share of answer tokens right, per test length
