@@ -10,6 +10,8 @@ says its sizes, as every file in configs/ does.
   overrides (values parsed as YAML), checks every key (a typo fails at once with "did
   you mean") and its type (pydantic, strict), then the checks that need several keys
   or the task.
+* ``load_config_and_task`` / ``config_and_task_from_dict`` also return the task those
+  checks built, so that a run builds its task once and passes it along.
 * ``resolve(config, ...)`` / ``resolve_task(config)`` return a *new* Config whose
   model has ``vocab_size`` and ``block_size`` filled in from the data: the config the
   user wrote is never mutated.
@@ -172,16 +174,22 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> Config
     suggestion), a value of the wrong type, or a model too short for its task.
     ``output.dir`` defaults to ``runs/<file stem>``.
     """
+    return load_config_and_task(path, overrides)[0]
+
+
+def load_config_and_task(path: Union[str, Path], overrides: Sequence[str] = ()) -> tuple[Config, Optional[Task]]:
+    """``load_config``, and the task that its checks built (None for text): a run passes
+    this task along instead of building it again."""
     path = Path(path)
     raw = read_yaml_mapping(path, "config", "a mapping of sections")
     if not raw:
         raise UserError(f"{path} is empty: expected sections such as model, task, train (see config.yaml)")
     for item in overrides:
         apply_override(raw, item)
-    config = config_from_dict(raw)
+    config, task = config_and_task_from_dict(raw)
     if config.output.dir is None:
         config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(Path("runs") / path.stem)))
-    return config
+    return config, task
 
 
 def read_yaml_mapping(path: Union[str, Path], what: str, expected: str = "a mapping") -> dict:
@@ -236,6 +244,12 @@ def set_config_key(raw: dict, key: str, value: Any) -> None:
 
 def config_from_dict(raw: dict) -> Config:
     """A validated Config from a plain dict (a parsed YAML file, or a checkpoint's "config")."""
+    return config_and_task_from_dict(raw)[0]
+
+
+def config_and_task_from_dict(raw: dict, task: Optional[Task] = None) -> tuple[Config, Optional[Task]]:
+    """``config_from_dict``, and the task that its checks built (None for text). A caller
+    that has the config's task already passes it as ``task``: it is checked, not rebuilt."""
     sections = {}
     for name, value in raw.items():
         if name not in SECTIONS:
@@ -248,8 +262,7 @@ def config_from_dict(raw: dict) -> Config:
     config = Config(**sections)
     if config.task.name in TASKS:  # the task's params, type-checked (and 1e-3 made a float)
         config = dataclasses.replace(config, task=checked_task(config.task))
-    validate(config)
-    return config
+    return config, validate(config, task)
 
 
 def build_section(cls: type, raw: dict, prefix: str) -> Any:
@@ -289,14 +302,15 @@ def type_name(hint: Any) -> str:
 # -- checks that need more than one key ------------------------------------------------------
 
 
-def validate(config: Config) -> None:
+def validate(config: Config, task: Optional[Task] = None) -> Optional[Task]:
     """Value ranges, cross-field checks, and the task: everything that can be known before
-    any data is read. UserError on the first problem."""
+    any data is read. UserError on the first problem. Returns the task it checked (built
+    here unless ``task`` is given); None for text. The device is named, not looked for."""
     validate_model(config.model)
     train = config.train
     try:
-        runtime.resolve_device(train.device)
-        runtime.resolve_precision(train.precision, "cpu")
+        runtime.check_device(train.device)
+        runtime.check_precision(train.precision)
     except ValueError as e:
         raise UserError(f"train.{e}") from None
     positive = {
@@ -324,8 +338,8 @@ def validate(config: Config) -> None:
         raise UserError(f"train.stop_at_accuracy={train.stop_at_accuracy}: expected a number in (0, 1] or null")
     if config.is_text:
         validate_text(config)
-    else:
-        validate_task(config)
+        return None
+    return validate_task(config, task)
 
 
 def validate_model(model: GPTConfig) -> None:
@@ -372,15 +386,23 @@ def checked_task(task: TaskConfig) -> TaskConfig:
     return TaskConfig(task.name, params)
 
 
-def validate_task(config: Config) -> None:
+def validate_task(config: Config, task: Optional[Task] = None) -> Task:
     """The task exists, its params fit it, eval.test_lengths suits it, and model.block_size
-    (if set) holds its training and test sequences."""
+    (if set) holds its training and test sequences. Returns the task (``task``, or built here)."""
     name = config.task.name
     if name not in TASKS:
         raise UserError(f"unknown task task.name={name!r}{did_you_mean(name, list(TASKS) + ['text'])}")
     if config.eval.longer_by < 0:
         raise UserError(f"eval.longer_by={config.eval.longer_by}: expected an integer >= 0")
-    resolve_task(config)  # builds the task (its own checks) and checks the model's sizes against it
+    if task is None:
+        task = build_task(config)  # the task's own checks of its params
+    resolve_task(config, task)  # the model's sizes against the task
+    return task
+
+
+def build_task(config: Config) -> Task:
+    """The task that ``config.task`` names, built from its params (UserError for bad ones)."""
+    return get_task(config.task.name, **config.task.params)
 
 
 def checked_test_lengths(config: Config, task: Task) -> Optional[tuple[int, int]]:
@@ -435,11 +457,13 @@ def resolve(config: Config, vocab_size: int, min_block_size: int, default_block_
     return dataclasses.replace(config, model=model)
 
 
-def resolve_task(config: Config) -> Config:
-    """``resolve`` for a task config: the vocabulary and sequence lengths of its task.
+def resolve_task(config: Config, task: Optional[Task] = None) -> Config:
+    """``resolve`` for a task config: the vocabulary and sequence lengths of its task
+    (``task``, when the caller has built it already; else built here).
     The default block_size holds every test length's sequences (eval.test_lengths, or the
     training range plus eval.longer_by); an explicit one must hold eval.test_lengths' longest."""
-    task = get_task(config.task.name, **config.task.params)
+    if task is None:
+        task = build_task(config)
     test_range = checked_test_lengths(config, task)
     needed, default = task.context_sizes(test_range, config.eval.longer_by)
     resolved = resolve(config, task.vocab_size, needed, default, f"task {task.name!r}")

@@ -39,14 +39,14 @@ import json
 from pathlib import Path
 from typing import Optional, Union
 
-from gptdecoder.config import Config, config_from_dict, default_cache_dir, load_config
+from gptdecoder.config import Config, config_and_task_from_dict, default_cache_dir, load_config_and_task
 from gptdecoder.data.tokenizers import TOKENIZER_DIR, BPETokenizer, Tokenizer, load_tokenizer
 from gptdecoder.errors import UserError
 from gptdecoder.hf import from_pretrained
 from gptdecoder.model import GPT, GPTConfig
 from gptdecoder.nanogpt import nanogpt_model
 from gptdecoder.storage import load_weights_only, write_atomic
-from gptdecoder.tasks import TASKS, Task, get_task
+from gptdecoder.tasks import Task
 
 CHECKPOINT = "ckpt.pt"
 CHECKPOINT_KEYS = ("model", "model_config", "config", "iter")
@@ -76,24 +76,27 @@ class Run:
     run_dir: Path
 
 
-def load_run(run_dir: Union[str, Path], device: str = "cpu") -> Run:
-    """Load ``run_dir/ckpt.pt``; UserError if the directory or checkpoint is missing or unreadable."""
+def load_run(run_dir: Union[str, Path], device: str = "cpu", task: Optional[Task] = None) -> Run:
+    """Load ``run_dir/ckpt.pt``; UserError if the directory or checkpoint is missing or unreadable.
+
+    ``task``: the run's task when the caller has it already (the train command, right
+    after training the run): the saved config is checked against it, not rebuilt.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {str(run_dir)!r} does not exist")
-    return _run_from_state(read_checkpoint(run_dir / CHECKPOINT, device), run_dir, device)
+    return _run_from_state(read_checkpoint(run_dir / CHECKPOINT, device), run_dir, device, task)
 
 
-def _run_from_state(state: dict, run_dir: Path, device: str) -> Run:
-    """The Run that a gptdecoder checkpoint's state dict describes."""
+def _run_from_state(state: dict, run_dir: Path, device: str, task: Optional[Task] = None) -> Run:
+    """The Run that a gptdecoder checkpoint's state dict describes (its task: ``task``, or built from its config)."""
     try:
-        config = config_from_dict(state["config"])
+        config, task = config_and_task_from_dict(state["config"], task)
         model = GPT(GPTConfig(**state["model_config"]))
         model.load_state_dict(state["model"])
     except (UserError, TypeError, ValueError, RuntimeError, AssertionError) as e:
         raise UserError(f"checkpoint in {str(run_dir)!r} does not match this version of gptdecoder: {e}") from None
     model.to(device).eval()
-    task = get_task(config.task.name, **config.task.params) if config.task.name in TASKS else None
     return Run(model=model, config=config, task=task, run_dir=run_dir)
 
 
@@ -243,10 +246,9 @@ def task_for(loaded: LoadedModel, config_path: Optional[Union[str, Path]]) -> Ta
             raise UserError(f"{loaded.description} has no task: pass -c CONFIG with the task whose held-out "
                             f"examples to use (e.g. -c config.yaml)")
         return loaded.task
-    config = load_config(config_path)
-    if config.is_text:
+    config, task = load_config_and_task(config_path)
+    if task is None:
         raise UserError(f"{config_path} trains on text: -c must name a task config")
-    task = get_task(config.task.name, **config.task.params)
     if loaded.task is not None:
         if task != loaded.task:
             raise UserError(f"{loaded.description} was trained on {_task_label(loaded.config)} but {config_path} "

@@ -14,10 +14,15 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when present, else 'mps', else 'cpu'."""
+def check_device(device: str) -> None:
+    """ValueError unless ``device`` is a name resolve_device knows (no hardware is asked)."""
     if device not in DEVICES and not device.startswith("cuda:"):
         raise ValueError(f"device={device!r}: expected one of {', '.join(DEVICES)}")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when present, else 'mps', else 'cpu'."""
+    check_device(device)
     if device != "auto":
         return device
     if torch.cuda.is_available():
@@ -41,10 +46,15 @@ def cpu_has_native_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def resolve_precision(precision: str, device: str) -> str:
-    """'auto' -> 'bf16' on CUDA with bf16 support or on CPUs with native bf16, else 'fp32'."""
+def check_precision(precision: str) -> None:
+    """ValueError unless ``precision`` is a name resolve_precision knows."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """'auto' -> 'bf16' on CUDA with bf16 support or on CPUs with native bf16, else 'fp32'."""
+    check_precision(precision)
     if precision != "auto":
         return precision
     device_type = device.split(":")[0]

@@ -8,6 +8,8 @@
 * ``train_from_config`` resolves the config against the data, builds the model, trains,
   and writes the run directory (gptdecoder/runs.py reads it back): config.yaml,
   metrics.jsonl, ckpt.pt, results.json, and the data's own files (a text run's tokenizer).
+  It looks for the device once, and builds the task once (or takes the caller's): both
+  are handed down from there.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from gptdecoder.errors import UserError
 from gptdecoder.model import GPT
 from gptdecoder.runs import read_checkpoint
 from gptdecoder.storage import save_checkpoint, write_atomic
+from gptdecoder.tasks import Task
 
 # -- distributed -------------------------------------------------------------------------
 
@@ -48,7 +51,8 @@ class DistInfo:
 
 
 def init_distributed(device: str) -> DistInfo:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on CUDA."""
+    """Join the process group when started by torchrun (WORLD_SIZE > 1): gloo on CPU, nccl on
+    CUDA. ``device`` is resolved (runtime.resolve_device), not 'auto'."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistInfo()
@@ -60,8 +64,8 @@ def init_distributed(device: str) -> DistInfo:
 
 
 def process_device(device: str, dist_info: DistInfo) -> str:
-    """This process's device: under torchrun on CUDA each process drives its own GPU
-    (LOCAL_RANK), made current so NCCL and new tensors use it; otherwise ``device``."""
+    """This process's device, from the resolved ``device``: under torchrun on CUDA each process
+    drives its own GPU (LOCAL_RANK), made current so NCCL and new tensors use it; otherwise ``device``."""
     if dist_info.world_size > 1 and device.startswith("cuda"):
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
@@ -380,29 +384,39 @@ def checkpoint_state(trainer: Trainer, config: Config) -> dict:
     return {**trainer.state_dict(), "model_config": dataclasses.asdict(config.model), "config": config.to_dict()}
 
 
-def build_trainer(config: Config, dist_info: Optional[DistInfo] = None,
-                  say: Callable[[str], None] = print) -> tuple[Config, Trainer]:
+def build_trainer(config: Config, dist_info: Optional[DistInfo] = None, say: Callable[[str], None] = print,
+                  task: Optional[Task] = None, device: Optional[str] = None) -> tuple[Config, Trainer]:
     """What a run trains with, built and checked, nothing written: this process's data
-    source, the config resolved against it, the seeded model and its Trainer."""
+    source, the config resolved against it, the seeded model and its Trainer.
+
+    ``task`` is the config's task and ``device`` train.device resolved, when the caller
+    has them already; each left out is made here, once.
+    """
     dist_info = dist_info or DistInfo()
-    device = process_device(runtime.resolve_device(config.train.device), dist_info)
+    if device is None:
+        device = runtime.resolve_device(config.train.device)
+    device = process_device(device, dist_info)
     precision = runtime.resolve_precision(config.train.precision, device)
-    data = open_data(config, per_process_batch(config.train, dist_info), dist_info.rank, device, precision, say)
+    data = open_data(config, per_process_batch(config.train, dist_info), dist_info.rank, device, precision, say, task)
     config = resolve(config, data.vocab_size, data.min_block_size, data.block_size, data.describe())
     seed_process(config.train)  # the same seed gives the same weights
     model = GPT(config.model).to(device)
     return config, Trainer(model, config.train, data, None, device, precision, dist_info)
 
 
-def train_from_config(config: Config, resume: bool = False, progress: bool = True, verbose: bool = True) -> dict:
+def train_from_config(config: Config, resume: bool = False, progress: bool = True, verbose: bool = True,
+                      task: Optional[Task] = None) -> dict:
     """Train the run described by ``config`` into ``config.output.dir``; returns results.json's dict.
 
-    Everything that can fail on bad input (data, model shape, resume checkpoint) is
-    checked before the run directory is touched.
+    ``task``: the config's task when the caller has it already (load_config_and_task
+    returns it); otherwise it is built once, with the data. Everything that can fail on
+    bad input (data, model shape, resume checkpoint) is checked before the run directory
+    is touched.
     """
-    dist_info = init_distributed(runtime.resolve_device(config.train.device))
+    device = runtime.resolve_device(config.train.device)  # once; handed down from here
+    dist_info = init_distributed(device)
     say = print if (verbose and dist_info.is_main) else (lambda *a, **k: None)
-    config, trainer = build_trainer(config, dist_info, say)
+    config, trainer = build_trainer(config, dist_info, say, task, device)
     model, data, device, precision = trainer.model, trainer.data, trainer.device, trainer.precision
     run_dir = Path(config.output.dir)
     resume_state = None

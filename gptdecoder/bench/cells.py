@@ -33,9 +33,10 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from gptdecoder.config import (Config, build_section, config_from_dict, parse_override, read_yaml_mapping, resolve_task,
-                               set_config_key)
+from gptdecoder.config import (Config, build_section, config_and_task_from_dict, parse_override, read_yaml_mapping,
+                               resolve_task, set_config_key)
 from gptdecoder.errors import UserError
+from gptdecoder.tasks import Task
 
 CELL_FORMAT = 1  # part of every cell's key: bump it when a cell's result means something new
 # the modules a training run's numbers come from (globs under gptdecoder/), hashed into every cell's key
@@ -79,7 +80,7 @@ class Bench:
 
 @dataclasses.dataclass
 class Cell:
-    """One run of the grid: its coordinates (labels), its validated config and its cache key."""
+    """One run of the grid: its coordinates (labels), its validated config and task, and its cache key."""
 
     base: str  # the base's label
     values: dict  # axis key -> this cell's value (its name, for a named axis)
@@ -87,6 +88,7 @@ class Cell:
     config: Config  # validated; output.dir is the cell's run directory
     key: str  # hash of everything that decides the result (cell_key)
     dir: Path  # OUT/cells/<key>
+    task: Optional[Task] = None  # the task the config's checks built (None: text), handed to the run
 
     def describe(self) -> str:
         return describe(self.base, self.values, self.seed)
@@ -208,25 +210,26 @@ def expand(bench: Bench, extra_overrides: Sequence[str] = (), out: Optional[Unio
                 try:
                     for key, value in [*fixed, *settings.items(), ("train.seed", seed)]:
                         set_config_key(cell_raw, key, value)
-                    config = config_from_dict(cell_raw)
+                    config, task = config_and_task_from_dict(cell_raw)
                 except UserError as e:
                     raise UserError(f"bench {bench.path}, cell {describe(base, values, seed)}: {e}") from None
-                key = cell_key(config)
+                key = cell_key(config, task)
                 cell_dir = out / "cells" / key
                 config = dataclasses.replace(config, output=dataclasses.replace(config.output, dir=str(cell_dir)))
-                cells.append(Cell(base, values, seed, config, key, cell_dir))
+                cells.append(Cell(base, values, seed, config, key, cell_dir, task))
     return cells
 
 
-def cell_key(config: Config) -> str:
+def cell_key(config: Config, task: Optional[Task] = None) -> str:
     """The cache key: a hash of the resolved config (output.dir left out: it is named by
     the key), the training code (``code_fingerprint``), the torch version and CELL_FORMAT.
+    ``task``: the config's task when the caller has built it (else it is built here).
 
     Only what changes the numbers goes in: no label, no bench file path, no output
     directory. Two cells with the same key are the same run, whatever they are called.
     """
     if not config.is_text:
-        config = resolve_task(config)  # vocab_size and block_size as the run will have them
+        config = resolve_task(config, task)  # vocab_size and block_size as the run will have them
     described = config.to_dict()
     described["output"] = {k: v for k, v in described["output"].items() if k != "dir"}
     payload = {"config": described, "code": code_fingerprint(), "torch": torch.__version__,

@@ -96,7 +96,7 @@ def run_cell(cell: Cell) -> dict:
     """
     shutil.rmtree(cell.dir, ignore_errors=True)
     try:
-        results = train_from_config(cell.config, progress=False, verbose=False)
+        results = train_from_config(cell.config, progress=False, verbose=False, task=cell.task)
     except Exception as e:  # noqa: BLE001 -- any failure is this cell's result, and the grid goes on
         record = failed_record(cell, e)
     else:

@@ -17,10 +17,10 @@ from typing import Optional
 import torch
 
 from gptdecoder import runtime
-from gptdecoder.config import EVAL_POSITIONS, Config
+from gptdecoder.config import EVAL_POSITIONS, Config, build_task
 from gptdecoder.data.source import Batch, step_seed
 from gptdecoder.model import GPT, sorted_random_positions
-from gptdecoder.tasks import Example, Task, build_example, get_task
+from gptdecoder.tasks import Example, Task, build_example
 
 
 def collate(examples: list[Example], device: str = "cpu", task: Optional[Task] = None) -> Batch:
@@ -221,12 +221,13 @@ def length_summary(by_length: dict[str, float], shortest: int, longest: int) -> 
 
 class TaskData:
     """A synthetic task as the Trainer's DataSource: batches for this process, the
-    held-out set, quick evaluations during training and the final scores."""
+    held-out set, quick evaluations during training and the final scores. ``task`` is
+    the config's task when the caller has built it already (else it is built here)."""
 
     def __init__(self, config: Config, batch_size: int, rank: int = 0, device: str = "cpu",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", task: Optional[Task] = None) -> None:
         self.config, self.device, self.precision = config, device, precision
-        self.task = get_task(config.task.name, **config.task.params)
+        self.task = task if task is not None else build_task(config)
         self.vocab_size = self.task.vocab_size
         self.test_range = config.eval.test_lengths  # checked when the config was loaded
         self.min_block_size, self.block_size = self.task.context_sizes(self.test_range, config.eval.longer_by)
