@@ -33,7 +33,7 @@ ACTIVATIONS = {
 #   learned  GPT-2: a trained vector per position, added to the token embedding
 #   sinusoidal  the original Transformer's: a fixed vector of sines and cosines per position, added
 #   rope     rotary: q and k are rotated by an angle proportional to the position
-#   alibi    no embedding; each head's scores get -slope * (query pos - key pos)
+#   alibi    no embedding; each head's scores get -slope * |query pos - key pos|
 #   nope     nothing: the causal mask alone tells positions apart
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "nope")
 ADDED_POSITIONS = ("learned", "sinusoidal")  # the encodings that add a vector to each token's embedding
@@ -281,9 +281,11 @@ class CausalSelfAttention(nn.Module):
         return F.dropout(self.c_proj(z.reshape(B, T, C)), self.dropout, self.training)  # (B, T, C)
 
     def alibi_bias(self, pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
-        """-slope_h * (query position - key position): (1 or B, nh, T, T_k), for queries at
-        pos (T,) or (B, T) and keys at key_pos (T_k,) or (B, T_k)."""
-        distance = (pos[..., :, None] - key_pos[..., None, :]).float()  # (T, T_k) or (B, T, T_k)
+        """-slope_h * |query position - key position|: (1 or B, nh, T, T_k), for queries at
+        pos (T,) or (B, T) and keys at key_pos (T_k,) or (B, T_k). A causal model's keys are
+        never after its query, but position ids given by a task may be (coupling): the
+        distance is still a distance, so a key is never favoured for being far ahead."""
+        distance = (pos[..., :, None] - key_pos[..., None, :]).abs().float()  # (T, T_k) or (B, T, T_k)
         if distance.dim() == 2:
             distance = distance[None]  # (1, T, T_k)
         return -self.alibi_slopes[None, :, None, None] * distance[:, None]  # (1 or B, nh, T, T_k)
