@@ -25,6 +25,9 @@ from typing import Any, Callable, Iterator, Optional
 REQUIRE_BROWSER = "GPTDECODER_REQUIRE_BROWSER"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 VIEWS = ("matrix", "head", "model")
+# Playwright waits up to this long for the browser to start and for each page action (30 s by
+# default): a guard against a hang, long enough that a busy machine cannot make a test fail.
+TIMEOUT_MS = 300_000
 
 
 def find_chromium() -> Optional[str]:
@@ -66,7 +69,7 @@ def chromium(missing: Callable[[str], None] = browser_missing) -> Iterator[Any]:
         missing("no Chromium found (apt-get install chromium)")
     with sync_playwright() as p:
         # --no-sandbox: CI and containers run as root, where Chromium's sandbox refuses to start
-        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"], timeout=TIMEOUT_MS)
         try:
             yield browser
         finally:
@@ -90,6 +93,7 @@ class OfflinePage:
 def open_offline(browser: Any, path: Path, viewport: Optional[dict] = None) -> OfflinePage:
     """Open an HTML file in a fresh context that records requests and refuses any network access."""
     context = browser.new_context(viewport=viewport or {"width": 1100, "height": 800})
+    context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     opened = OfflinePage(page, path.resolve().as_uri())
     page.on("console", lambda msg: msg.type == "error" and opened.console_errors.append(msg.text))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_model
 from lab_runs import write_untrained_run
 
 from gptdecoder.lab.ablation import (
@@ -14,13 +15,12 @@ from gptdecoder.lab.ablation import (
     mean_head_outputs, patch_activations,
 )
 from gptdecoder.lab.capture import capture_attention, patterns_from_cache, stack_patterns
-from gptdecoder.model import GPT, GPTConfig
+from gptdecoder.model import GPT
 
 
 @pytest.fixture(scope="module")
 def model() -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=3, d_model=24)).eval()
+    return tiny_model(n_head=3, d_model=24)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,7 @@ def test_patching_every_position_with_the_clean_activation_gives_clean_logits(mo
 
 
 def test_exact_match_counts_whole_answers():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=3, block_size=8, n_layer=1, n_head=1, d_model=8)).eval()
+    model = tiny_model(vocab_size=3, block_size=8, n_layer=1, n_head=1, d_model=8)
     data = encode_examples([([0, 1], [1, 0]), ([2, 2, 1, 0], [1])])  # different lengths: padded
     assert data.x.shape == (2, 4) and data.y[0, -1] == -1 and data.mask[0, -1] == 0
     assert 0.0 <= exact_match(model, data) <= 1.0
@@ -102,7 +101,7 @@ class ScriptedModel:
     def hooks(self, fwd_hooks):
         yield
 
-    def __call__(self, x: torch.Tensor):
+    def __call__(self, x: torch.Tensor, position_ids=None):
         return torch.nn.functional.one_hot(self.picks[: x.size(0)], self.vocab_size).float(), None
 
 

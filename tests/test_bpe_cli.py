@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import HANG_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +18,7 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "bpe", *args],
-        input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+        input=stdin, capture_output=True, text=True, cwd=ROOT, env=env, timeout=HANG_TIMEOUT,
     )
 
 
@@ -83,5 +84,6 @@ def test_help(command):
 def test_package_imports_no_torch_or_gptdecoder():
     code = "import sys, bpe; bpe.get_encoder(); print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'gptdecoder')))"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                            timeout=HANG_TIMEOUT)
     assert result.stdout.strip() == "[]", result.stderr

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 from browser_helpers import REQUIRE_BROWSER, OfflinePage, browser_missing, chromium, open_offline
+from conftest import tiny_model
 from lab_runs import write_untrained_run
 
 from gptdecoder.storage import write_atomic
 from gptdecoder.lab import views
 from gptdecoder.lab.capture import as_layer_head_array, capture_attention, token_labels
-from gptdecoder.model import GPT, GPTConfig
 
 SYMBOLS = ["a", "b", "c", "&amp;", "</script>"]  # hostile labels must show as text
 IDS = [0, 2, 1, 4, 3, 0, 1, 2, 3]
@@ -36,8 +36,7 @@ LEAK = (1, 1, 0, 6)  # layer, head, query, key of the planted leak
 
 def small_gpt_patterns() -> list[torch.Tensor]:
     """Real patterns of a small untrained GPT, as capture_attention returns them."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=5, block_size=12, n_layer=2, n_head=2, d_model=16)).eval()
+    model = tiny_model(vocab_size=5, block_size=12)
     return capture_attention(model, torch.tensor([IDS]))
 
 

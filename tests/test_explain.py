@@ -237,11 +237,13 @@ def test_the_report_figures_draw(tmp_path):
     from gptdecoder.lab import figures
 
     f = findings()
-    patterns = [torch.softmax(torch.randn(1, 2, 5, 5), dim=-1).tril() for _ in range(2)]
+    generator = torch.Generator().manual_seed(0)
+    patterns = [torch.softmax(torch.randn(1, 2, 5, 5, generator=generator), dim=-1).tril() for _ in range(2)]
+    wide = np.random.default_rng(0).random((2, 8))
     drawn = {
         "scores": figures.plot_role_scores({k: np.array(v) for k, v in f.head_scores.items()},
                                            marked=role_cells(f), chance=f.chance),
-        "wide": figures.plot_role_scores({"induction": np.random.rand(2, 8), "source": np.full((2, 8), NAN)}),
+        "wide": figures.plot_role_scores({"induction": wide, "source": np.full((2, 8), NAN)}),
         "lens": figures.plot_logit_lens(f.lens_accuracy, f.lens_mean_rank),
         "dla": figures.plot_logit_attribution(np.array(f.attribution["heads"]), f.attribution["mlps"],
                                               f.attribution["attn_bias"], f.attribution["embed"]),

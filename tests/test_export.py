@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_model
 from gptdecoder import cli
 from gptdecoder.commands import export
-from tests.test_generate_cli import sharp_model, write_run
+from lab_runs import train_text_run, write_run
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
@@ -36,7 +37,7 @@ def hf_greedy(out: Path, ids: list[int], n: int) -> list[int]:
 @pytest.fixture
 def reverse_run(tmp_path) -> Path:
     params = {"length": 4, "num_digits": 5}
-    model = sharp_model(vocab_size=6, block_size=9)  # digits 0-4 and "="
+    model = tiny_model(vocab_size=6, block_size=9, embedding_scale=25)  # digits 0-4 and "="
     return write_run(tmp_path / "reverse", model, {"task": {"name": "reverse", "params": params}})
 
 
@@ -95,8 +96,6 @@ def test_push_uploads_the_folder(reverse_run, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("tokenizer", ["char", "bpe"])
 def test_text_run_gives_the_same_greedy_text_in_transformers(tmp_path, tokenizer, capsys):
-    from tests.test_generate_cli import train_text_run
-
     run_dir = train_text_run(tmp_path, tokenizer, iters=20)
     out = tmp_path / "hf"
     assert cli.main(["export", "--run", str(run_dir), "--hf", str(out)]) == 0
@@ -128,8 +127,6 @@ def test_task_export_encodes_any_text_with_an_unknown_token(reverse_run, tmp_pat
 
 
 def test_char_export_encodes_characters_the_corpus_never_had(tmp_path):
-    from tests.test_generate_cli import train_text_run
-
     run_dir = train_text_run(tmp_path, "char", iters=2)
     out = tmp_path / "hf"
     export.export_run(run_dir, out)

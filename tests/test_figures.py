@@ -5,9 +5,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from conftest import tiny_model
 from gptdecoder.commands.files import save_figure
 from gptdecoder.lab.figures import bench_figure, is_text_records, training_figures
-from gptdecoder.model import GPT, GPTConfig
 from gptdecoder.tasks import get_task
 
 TASK_RECORDS = [
@@ -59,10 +59,7 @@ def test_records_with_no_points_still_draw(tmp_path):
 
 def test_a_model_and_example_add_prediction_and_attention():
     task = get_task("sort", length=4, num_digits=3)
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len - 1, n_layer=2, n_head=2, d_model=16,
-                          dropout=0.1))
-    model.train()
+    model = tiny_model(vocab_size=task.vocab_size, block_size=task.seq_len - 1, dropout=0.1, train=True)
     example = task.test_examples(5)[0]
     figures = training_figures(TASK_RECORDS, model, task, example)
     assert set(figures) == {"loss.png", "accuracy.png", "prediction.png", "attention.png"}

@@ -6,20 +6,16 @@ from typing import Optional
 import pytest
 import torch
 
-from gptdecoder.model import GPT, GPTConfig, sample_next
-
-
+from conftest import tiny_model
+from gptdecoder.model import GPT, sample_next
 
 BLOCK = 10
 
 
 @pytest.fixture(scope="module")
 def model() -> GPT:
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=23, block_size=BLOCK, n_layer=2, n_head=3, d_model=24)).eval()
-    with torch.no_grad():  # sharper logits than the 0.02 init, so sampling choices matter
-        model.wte.weight.mul_(20)
-    return model
+    # sharper logits than the 0.02 init, so sampling choices matter
+    return tiny_model(vocab_size=23, block_size=BLOCK, n_head=3, d_model=24, embedding_scale=20)
 
 
 @torch.no_grad()

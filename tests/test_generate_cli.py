@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import tiny_model
+from lab_runs import train_text_run, write_run
 from gptdecoder import cli
-from gptdecoder.config import config_from_dict
 from gptdecoder.commands.generate import Session, add_arguments, repl, stream_tokens
-from gptdecoder.model import GPT, GPTConfig
+
+SHARP = 25  # token embeddings x 25: larger logits than the 0.02 init, so choices depend on the context
 
 
 @pytest.fixture
@@ -20,28 +21,10 @@ def only_my_commands(monkeypatch):
     monkeypatch.setattr(cli, "COMMANDS", {k: cli.COMMANDS[k] for k in ("generate", "export")})
 
 
-def sharp_model(vocab_size: int, block_size: int, seed: int = 0) -> GPT:
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=2, n_head=2, d_model=16)).eval()
-    with torch.no_grad():  # larger logits than the 0.02 init, so choices depend on the context
-        model.wte.weight.mul_(25)
-    return model
-
-
-def write_run(run_dir: Path, model: GPT, raw_config: dict) -> Path:
-    """A run directory as the trainer leaves it (config + ckpt.pt), without training."""
-    config = config_from_dict(raw_config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = {"model": model.state_dict(), "model_config": dataclasses.asdict(model.config),
-             "config": config.to_dict(), "iter": 0}
-    torch.save(state, run_dir / "ckpt.pt")
-    return run_dir
-
-
 @pytest.mark.parametrize("sampling", [dict(temperature=0.0), dict(temperature=0.9, top_k=5, seed=3),
                                       dict(temperature=1.3, top_p=0.8, seed=7)])
 def test_stream_makes_the_choices_of_generate(sampling):
-    model = sharp_model(vocab_size=13, block_size=8)
+    model = tiny_model(vocab_size=13, block_size=8, embedding_scale=SHARP)
     prompt = [1, 5, 2]
     seed = sampling.pop("seed", None)
     temperature = sampling.pop("temperature")
@@ -53,14 +36,14 @@ def test_stream_makes_the_choices_of_generate(sampling):
 
 
 def test_long_prompt_feeds_only_the_last_window():
-    model = sharp_model(vocab_size=13, block_size=8)
+    model = tiny_model(vocab_size=13, block_size=8, embedding_scale=SHARP)
     prompt = [i % 13 for i in range(30)]
     assert list(stream_tokens(model, prompt, 5, 0.0)) == list(stream_tokens(model, prompt[-8:], 5, 0.0))
 
 
 @pytest.fixture
 def sort_run(tmp_path) -> Path:
-    model = sharp_model(vocab_size=3, block_size=11)
+    model = tiny_model(vocab_size=3, block_size=11, embedding_scale=SHARP)
     return write_run(tmp_path / "sort", model, {"task": {"name": "sort", "params": {"length": 6, "num_digits": 3}}})
 
 
@@ -154,28 +137,6 @@ def test_repl_exits_on_eof(sort_run):
 
 
 # -- text runs ---------------------------------------------------------------------------
-
-TEXT = "".join(f"ROMEO: speak {i % 5}, fair Juliet; the night is young.\nJULIET: ay, {i % 3} times.\n" for i in range(200))
-
-
-def train_text_run(tmp_path: Path, tokenizer: str = "char", iters: int = 30) -> Path:
-    """A real (tiny, briefly trained) text run in tmp_path, through the trainer."""
-    from gptdecoder.train import train_from_config
-
-    corpus = tmp_path / "play" / "input.txt"
-    corpus.parent.mkdir(parents=True, exist_ok=True)
-    corpus.write_text(TEXT, encoding="utf-8")
-    raw = {
-        "task": {"name": "text"},
-        "data": {"path": str(corpus), "tokenizer": tokenizer, "vocab_size": 300, "vocab_dir": str(tmp_path / "vocab")},
-        "model": {"n_layer": 1, "n_head": 2, "d_model": 32, "block_size": 16},
-        "train": {"batch_size": 16, "max_iters": iters, "lr": 1e-2, "min_lr": 1e-3, "warmup_iters": 5,
-                  "eval_interval": iters, "stop_at_accuracy": None, "precision": "fp32", "num_threads": 1},
-        "eval": {"quick_examples": 8},
-        "output": {"dir": str(tmp_path / f"run_{tokenizer}"), "plots": False},
-    }
-    train_from_config(config_from_dict(raw), progress=False, verbose=False)
-    return tmp_path / f"run_{tokenizer}"
 
 
 @pytest.fixture(scope="module")

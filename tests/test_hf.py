@@ -12,22 +12,9 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from conftest import tiny_hf_model, tiny_model
 from gptdecoder import hf
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPT, GPTConfig
-
-
-
-def tiny_hf(seed: int = 0, **overrides) -> "transformers.GPT2LMHeadModel":
-    kwargs = dict(vocab_size=61, n_positions=24, n_embd=30, n_layer=2, n_head=3,
-                  resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None, eos_token_id=None)
-    kwargs.update(overrides)
-    torch.manual_seed(seed)
-    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(**kwargs)).eval()
-    with torch.no_grad():  # HF zero-initialises biases and LayerNorms: randomise so a mix-up shows
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
 
 
 @pytest.mark.parametrize(
@@ -41,7 +28,7 @@ def tiny_hf(seed: int = 0, **overrides) -> "transformers.GPT2LMHeadModel":
     ],
 )
 def test_from_pretrained_matches_transformers(tmp_path, shape, weights):
-    hf_model = tiny_hf(**shape)
+    hf_model = tiny_hf_model(noise=0.05, **shape)
     hf_model.save_pretrained(tmp_path)
     if weights == "bin":  # the older format (transformers 5 no longer writes it): same tensors, torch.save
         torch.save(hf_model.state_dict(), tmp_path / "pytorch_model.bin")
@@ -60,10 +47,9 @@ def test_from_pretrained_matches_transformers(tmp_path, shape, weights):
     [(True, True, "gelu_tanh"), (False, True, "gelu_tanh"), (True, False, "gelu_tanh"), (True, True, "gelu")],
 )
 def test_save_pretrained_loads_in_transformers(tmp_path, bias, tie, activation):
-    torch.manual_seed(1)
-    config = GPTConfig(vocab_size=53, block_size=20, n_layer=2, n_head=5, d_model=40, bias=bias, tie_weights=tie,
+    model = tiny_model(1, vocab_size=53, block_size=20, n_head=5, d_model=40, bias=bias, tie_weights=tie,
                        activation=activation)
-    model = GPT(config).eval()
+    config = model.config
     out = tmp_path / "export"
     hf.save_pretrained(model, out)
     hf_config = json.loads((out / "config.json").read_text())
@@ -91,7 +77,7 @@ def test_save_pretrained_loads_in_transformers(tmp_path, bias, tie, activation):
 
 
 def test_save_pretrained_replaces_an_old_export_but_not_other_directories(tmp_path):
-    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=8))
+    model = tiny_model(block_size=8, n_layer=1, d_model=8, train=True)
     hf.save_pretrained(model, tmp_path / "out")
     hf.save_pretrained(model, tmp_path / "out")  # replacing a previous export is fine
     (tmp_path / "data").mkdir()

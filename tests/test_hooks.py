@@ -7,18 +7,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import tiny_model
 from gptdecoder import hooks as hooks_module
-from gptdecoder.model import GPT, GPTConfig
-
-
+from gptdecoder.model import GPT
 
 B, T, V, D, NH, L = 2, 7, 29, 20, 5, 2  # odd head count on purpose
 
 
 @pytest.fixture()
 def model() -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3)).eval()
+    return tiny_model(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3)
 
 
 def documented_shapes() -> dict[str, str]:
@@ -44,9 +42,8 @@ def test_every_hook_point_is_documented_with_the_right_shape(model):
     with its shape; and every row of the table is a point of one of them."""
     table = documented_shapes()
     sizes = {"B": B, "T": T, "T_q": T, "T_k": T, "nh": NH, "hs": D // NH, "d": D, "mlp_ratio*d": 3 * D, "1": 1}
-    torch.manual_seed(0)
-    rope = GPT(GPTConfig(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3,
-                         pos_encoding="rope", qk_norm=True)).eval()
+    rope = tiny_model(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3,
+                      pos_encoding="rope", qk_norm=True)
     seen = set()
     for m in (model, rope):
         _, cache = m.run_with_cache(torch.randint(0, V, (B, T)))
@@ -262,8 +259,7 @@ def test_hooks_see_only_new_positions_with_a_kv_cache(model):
 
 def test_torch_register_forward_hook_fires_on_every_hook_point():
     """Hook points are plain nn.Modules: PyTorch's own hooks see the same tensors as ours."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=1, n_head=NH, d_model=NH * 4)).eval()
+    model = tiny_model(vocab_size=V, block_size=8, n_layer=1, n_head=NH, d_model=NH * 4)
     idx = torch.randint(0, V, (2, 5))
     _, cache = model.run_with_cache(idx)
     seen = {}
@@ -281,8 +277,7 @@ def test_torch_register_forward_hook_fires_on_every_hook_point():
 
 
 def test_torch_pre_hooks_on_the_pattern_fire_too():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=V, block_size=8, n_layer=1, n_head=NH, d_model=NH * 4)).eval()
+    model = tiny_model(vocab_size=V, block_size=8, n_layer=1, n_head=NH, d_model=NH * 4)
     seen = []
     point = model.hook_dict["blocks.0.attn.hook_pattern"]
     handle = point.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].shape))

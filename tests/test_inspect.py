@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import HANG_TIMEOUT, tiny_model
 from lab_runs import TINY_TASK, write_untrained_run
 
 from gptdecoder.lab.masks import (
     alignment_table, check_causality, check_gradient, check_loss_mask, check_patterns, expected_loss_mask,
     format_matrix, head_steps, held_out_examples, mask_report, no_causal_mask_hooks,
 )
-from gptdecoder.model import GPT, GPTConfig
+from gptdecoder.model import GPT
 from gptdecoder.tasks import build_example, get_task
 from gptdecoder.tasks.base import Prompt
 
@@ -49,8 +50,7 @@ def inspect_masks(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def small_model() -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=2, n_head=2, d_model=16)).eval()
+    return tiny_model(vocab_size=5, block_size=8)
 
 
 def test_checks_directly_on_the_model(small_model):
@@ -166,5 +166,5 @@ def test_a_text_config_is_a_user_error(tmp_path):
 def test_exit_code_of_the_real_process(config_path):
     """The exit code is what makes the command usable as a test: check it from outside."""
     result = subprocess.run([sys.executable, "-m", "gptdecoder", "inspect-masks", "-c", str(config_path),
-                             "--mask", "none"], capture_output=True, text=True, cwd=ROOT)
+                             "--mask", "none"], capture_output=True, text=True, cwd=ROOT, timeout=HANG_TIMEOUT)
     assert result.returncode == 1 and "FAIL" in result.stdout

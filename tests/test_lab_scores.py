@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_model
 from gptdecoder.lab.ablation import encode_examples
 from gptdecoder.lab.lens import answer_rank, direct_logit_attribution, logit_lens
 from gptdecoder.lab.scores import (
@@ -27,7 +28,7 @@ from gptdecoder.lab.scores import (
     source_positions,
     source_scores,
 )
-from gptdecoder.model import GPT, GPTConfig
+from gptdecoder.model import GPT
 from gptdecoder.tasks import get_task
 
 GAIN = 10.0  # query gain: makes a planted head's softmax nearly one-hot
@@ -58,8 +59,8 @@ def blank_model(layout: Layout, n_layer: int, n_head: int, d_model: int, block_s
     """All weights zero but the LayerNorm gains; one-hot token and position embeddings;
     the unembedding reads the "out" group (when there is one)."""
     assert d_model >= layout.size
-    model = GPT(GPTConfig(vocab_size=layout.vocab, block_size=block_size, n_layer=n_layer, n_head=n_head,
-                          d_model=d_model, tie_weights=False, mlp_ratio=1)).eval()
+    model = tiny_model(vocab_size=layout.vocab, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                       d_model=d_model, tie_weights=False, mlp_ratio=1)
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
@@ -320,9 +321,8 @@ def assert_parts_add_up(dla: dict) -> None:
 @pytest.mark.parametrize("bias", [True, False])
 def test_direct_logit_attribution_adds_up_to_the_logit_margin(bias):
     """On a random model with every part active (biases, MLPs, tied unembedding)."""
-    torch.manual_seed(0)
     task = get_task("sort", length=5, num_digits=4, min_length=3)
-    model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=10, n_layer=3, n_head=3, d_model=24, bias=bias)).eval()
+    model = tiny_model(vocab_size=task.vocab_size, block_size=10, n_layer=3, n_head=3, d_model=24, bias=bias)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3)
@@ -340,9 +340,8 @@ def test_direct_logit_attribution_adds_up_to_the_logit_margin(bias):
 
 
 def test_logit_lens_last_entry_is_the_models_own_output():
-    torch.manual_seed(0)
     task = get_task("reverse", length=4, min_length=2)
-    model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=9, n_layer=2, n_head=2, d_model=16)).eval()
+    model = tiny_model(vocab_size=task.vocab_size, block_size=9)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.5)

@@ -7,20 +7,15 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_model
 from gptdecoder.model import GPT, GPTConfig
 
-
-
-def tiny(**overrides) -> GPT:
-    torch.manual_seed(0)
-    kwargs = dict(vocab_size=37, block_size=16, n_layer=2, n_head=3, d_model=24)
-    kwargs.update(overrides)
-    return GPT(GPTConfig(**kwargs)).eval()
+SHAPE = dict(vocab_size=37, block_size=16, n_layer=2, n_head=3, d_model=24)
 
 
 def test_model_is_plain_torch_nn():
     """Every module is a torch.nn class or a plain subclass that leaves __call__ to nn.Module."""
-    model = tiny()
+    model = tiny_model(**SHAPE)
     for module in model.modules():
         assert isinstance(module, nn.Module)
         assert type(module).__call__ is nn.Module.__call__, type(module)
@@ -33,23 +28,25 @@ def test_unresolved_sizes_are_asserted():
 
 
 def test_gpt2_architecture():
-    model = tiny(mlp_ratio=4)
+    model = tiny_model(**SHAPE, mlp_ratio=4)
     block = model.blocks[0]
     assert model.lm_head.weight is model.wte.weight  # tied
     assert model.wpe.weight.shape == (16, 24)  # learned positions
     assert block.mlp.c_fc.out_features == 4 * 24
     h = torch.linspace(-4, 4, 101)
     torch.testing.assert_close(block.mlp.activation(h), torch.nn.functional.gelu(h, approximate="tanh"))
-    torch.testing.assert_close(tiny(activation="gelu").blocks[0].mlp.activation(h), torch.nn.functional.gelu(h))
+    exact = tiny_model(**SHAPE, activation="gelu").blocks[0].mlp.activation
+    torch.testing.assert_close(exact(h), torch.nn.functional.gelu(h))
     assert block.ln_1.eps == 1e-5 and model.ln_final.eps == 1e-5
-    assert not tiny(tie_weights=False).lm_head.weight is tiny(tie_weights=False).wte.weight
-    no_bias = tiny(bias=False)
+    untied = tiny_model(**SHAPE, tie_weights=False)
+    assert not untied.lm_head.weight is untied.wte.weight
+    no_bias = tiny_model(**SHAPE, bias=False)
     assert no_bias.blocks[0].attn.c_attn.bias is None and no_bias.ln_final.bias is None
 
 
 def test_pre_layernorm_block_order():
     """x + attn(ln_1(x)) then + mlp(ln_2(.)): rebuild a block's output by hand."""
-    model = tiny()
+    model = tiny_model(**SHAPE)
     block = model.blocks[0]
     x, pos = torch.randn(2, 5, 24), torch.arange(5)
     with torch.no_grad():
@@ -59,9 +56,8 @@ def test_pre_layernorm_block_order():
 
 
 def test_gpt2_init_statistics():
-    torch.manual_seed(0)
     n_layer = 8
-    model = GPT(GPTConfig(vocab_size=512, block_size=64, n_layer=n_layer, n_head=4, d_model=256))
+    model = tiny_model(vocab_size=512, block_size=64, n_layer=n_layer, n_head=4, d_model=256)
     proj_std = 0.02 / math.sqrt(2 * n_layer)
     for name, p in model.named_parameters():
         if name.endswith("c_proj.weight"):
@@ -75,7 +71,7 @@ def test_gpt2_init_statistics():
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_fast_and_explicit_attention_agree(bias):
-    model = tiny(bias=bias)
+    model = tiny_model(**SHAPE, bias=bias)
     idx = torch.randint(0, 37, (3, 16))
     with torch.no_grad():
         fast, _ = model(idx)
@@ -89,7 +85,7 @@ def test_fast_and_explicit_attention_agree(bias):
 def test_fused_and_explicit_layer_norm_agree(bias):
     """A watched LayerNorm normalises explicitly (to show hook_scale / hook_normalized);
     the numbers, gradients included, are those of the fused F.layer_norm to 1e-5."""
-    model = tiny(bias=bias).train()
+    model = tiny_model(**SHAPE, bias=bias).train()
     with torch.no_grad():  # weights and biases away from their init of 1 and 0
         for module in model.modules():
             if isinstance(module, nn.LayerNorm):
@@ -112,13 +108,13 @@ def test_fused_and_explicit_layer_norm_agree(bias):
 
 def test_state_dict_keeps_gpt2_layer_norm_names():
     """The LayerNorms' hook points are named ln1/ln2 (TransformerLens), the modules stay ln_1/ln_2."""
-    keys = set(tiny().state_dict())
+    keys = set(tiny_model(**SHAPE).state_dict())
     assert {"blocks.0.ln_1.weight", "blocks.0.ln_1.bias", "blocks.1.ln_2.weight", "ln_final.bias"} <= keys
     assert not any(".ln1." in k or ".ln2." in k for k in keys)
 
 
 def test_loss_and_loss_mask():
-    model = tiny()
+    model = tiny_model(**SHAPE)
     idx = torch.randint(0, 37, (2, 8))
     targets = torch.randint(0, 37, (2, 8))
     logits, loss = model(idx, targets)
@@ -136,7 +132,7 @@ def test_loss_and_loss_mask():
 @pytest.mark.parametrize("explicit", [False, True])
 def test_causality_gradient_is_exactly_zero_for_future_positions(explicit):
     """d logits[t] / d embedding[s] == 0 exactly for every s > t, on both attention paths."""
-    model = tiny()
+    model = tiny_model(**SHAPE)
     for block in model.blocks:
         block.attn.explicit = explicit
     captured = {}
@@ -157,7 +153,7 @@ def test_causality_gradient_is_exactly_zero_for_future_positions(explicit):
 def test_kv_cache_forward_matches_full_forward():
     from gptdecoder.model import KVCache
 
-    model = tiny()
+    model = tiny_model(**SHAPE)
     idx = torch.randint(0, 37, (2, 12))
     with torch.no_grad():
         full, _ = model(idx)
@@ -169,7 +165,7 @@ def test_kv_cache_forward_matches_full_forward():
 
 
 def test_token_ids_out_of_range_are_rejected():
-    model = tiny()
+    model = tiny_model(**SHAPE)
     with pytest.raises(ValueError, match=r"\[0, 37\)"):
         model(torch.tensor([[1, 37]]))
     with pytest.raises(ValueError, match=r"\[0, 37\)"):
@@ -178,13 +174,13 @@ def test_token_ids_out_of_range_are_rejected():
 
 def test_sequence_longer_than_block_size_is_rejected():
     with pytest.raises(ValueError, match="block_size=16"):
-        tiny()(torch.zeros(1, 17, dtype=torch.long))
+        tiny_model(**SHAPE)(torch.zeros(1, 17, dtype=torch.long))
 
 
 def test_bf16_autocast_forward_and_backward():
     from gptdecoder import runtime
 
-    model = tiny().train()
+    model = tiny_model(**SHAPE).train()
     idx = torch.randint(0, 37, (2, 16))
     with runtime.autocast("cpu", "bf16"):
         logits, loss = model(idx, idx)

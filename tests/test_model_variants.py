@@ -10,17 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import tiny_model
 from gptdecoder import hf
 from gptdecoder.config import Config, config_from_dict, resolve_task
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPT, POS_ENCODINGS, GPTConfig, Rotary, alibi_slopes
+from gptdecoder.model import POS_ENCODINGS, Rotary, alibi_slopes
 
 V, BLOCK, D, NH, L = 11, 16, 32, 4, 2
 
 
-def make(**kw) -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=V, block_size=BLOCK, n_layer=L, n_head=NH, d_model=D, **kw)).eval()
+SHAPE = dict(vocab_size=V, block_size=BLOCK, n_layer=L, n_head=NH, d_model=D)
 
 
 VARIANTS = [dict(pos_encoding=p) for p in POS_ENCODINGS] + [
@@ -37,7 +36,7 @@ def ids(v: dict) -> str:
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=ids)
 def test_fused_and_explicit_attention_agree(variant):
-    model = make(**variant)
+    model = tiny_model(**SHAPE, **variant)
     idx = torch.randint(0, V, (3, BLOCK))
     with torch.no_grad():
         fused, _ = model(idx)
@@ -51,7 +50,7 @@ def test_fused_and_explicit_attention_agree(variant):
 def test_kv_cache_decoding_equals_full_recompute(variant):
     """Greedy generation with the cache picks what the full forward at each length picks,
     and the cached step's logits equal the full forward's."""
-    model = make(**variant)
+    model = tiny_model(**SHAPE, **variant)
     prompt = torch.randint(0, V, (2, 5))
     out = model.generate(prompt, 8, do_sample=False)
     seq = prompt
@@ -69,7 +68,7 @@ def test_kv_cache_decoding_equals_full_recompute(variant):
 @pytest.mark.parametrize("variant", VARIANTS, ids=ids)
 def test_trains(variant):
     """A few AdamW steps on a fixed batch lower the loss (every parameter gets a gradient)."""
-    model = make(**variant).train()
+    model = tiny_model(**SHAPE, **variant).train()
     idx = torch.randint(0, V, (8, BLOCK))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
@@ -85,7 +84,7 @@ def test_trains(variant):
 
 
 def test_position_modules_exist_only_where_used():
-    learned, rope, alibi, nope = (make(pos_encoding=p) for p in ("learned", "rope", "alibi", "nope"))
+    learned, rope, alibi, nope = (tiny_model(**SHAPE, pos_encoding=p) for p in ("learned", "rope", "alibi", "nope"))
     assert learned.wpe.weight.shape == (BLOCK, D) and "hook_pos_embed" in learned.hook_dict
     for model in (rope, alibi, nope):
         assert not hasattr(model, "wpe") and "hook_pos_embed" not in model.hook_dict
@@ -97,11 +96,11 @@ def test_position_modules_exist_only_where_used():
 def test_nope_sees_order_only_through_the_mask():
     """Without position information the first position's output depends only on its token:
     a prompt of identical tokens gives identical logits at every position."""
-    model = make(pos_encoding="nope")
+    model = tiny_model(**SHAPE, pos_encoding="nope")
     with torch.no_grad():
         logits, _ = model(torch.full((1, 6), 3))
     torch.testing.assert_close(logits[0], logits[0, :1].expand(6, -1))
-    learned = make()
+    learned = tiny_model(**SHAPE)
     with torch.no_grad():
         logits, _ = learned(torch.full((1, 6), 3))
     assert not torch.allclose(logits[0, 0], logits[0, 1])
@@ -131,7 +130,7 @@ def test_alibi_slopes():
 def test_alibi_pattern_is_the_distance_penalty_when_q_and_k_are_zero():
     """Ground truth: with the q and k weights at 0 the scores are the ALiBi bias alone, so
     head h's pattern row i is softmax(-slope_h * (i - j)) over keys j <= i."""
-    model = make(pos_encoding="alibi")
+    model = tiny_model(**SHAPE, pos_encoding="alibi")
     with torch.no_grad():
         for block in model.blocks:
             block.attn.c_attn.weight[: 2 * D] = 0.0
@@ -145,7 +144,7 @@ def test_alibi_pattern_is_the_distance_penalty_when_q_and_k_are_zero():
 
 
 def test_random_positions_in_training_only():
-    model = make(random_positions=40)
+    model = tiny_model(**SHAPE, random_positions=40)
     assert model.wpe.weight.shape == (40, D)
     model.train()
     torch.manual_seed(1)
@@ -156,12 +155,13 @@ def test_random_positions_in_training_only():
     model.eval()
     assert model.positions(64, BLOCK, 0, torch.device("cpu")).tolist() == list(range(BLOCK))
     # a rope model with random positions has a rotation table for the whole range
-    assert make(pos_encoding="rope", random_positions=40).blocks[0].attn.rotary.cos.shape == (40, D // NH // 2)
+    rope = tiny_model(**SHAPE, pos_encoding="rope", random_positions=40)
+    assert rope.blocks[0].attn.rotary.cos.shape == (40, D // NH // 2)
 
 
 def test_learned_random_positions_use_the_drawn_rows():
     """In training, the position embedding of each token is the row its drawn id names."""
-    model = make(random_positions=40).train()
+    model = tiny_model(**SHAPE, random_positions=40).train()
     idx = torch.randint(0, V, (2, 6))
     torch.manual_seed(5)
     drawn = model.positions(2, 6, 0, torch.device("cpu"))
@@ -172,7 +172,7 @@ def test_learned_random_positions_use_the_drawn_rows():
 
 def test_qk_norm_makes_attention_blind_to_the_scale_of_q_and_k():
     """RMS-normalising q and k: multiplying their weights by 100 changes nothing."""
-    model = make(qk_norm=True)
+    model = tiny_model(**SHAPE, qk_norm=True)
     idx = torch.randint(0, V, (2, 10))
     with torch.no_grad():
         before, _ = model(idx)
@@ -181,7 +181,7 @@ def test_qk_norm_makes_attention_blind_to_the_scale_of_q_and_k():
             block.attn.c_attn.bias[: 2 * D] *= 100.0
         after, _ = model(idx)
     torch.testing.assert_close(before, after, atol=1e-4, rtol=1e-4)
-    plain = make()
+    plain = tiny_model(**SHAPE)
     with torch.no_grad():
         before, _ = plain(idx)
         for block in plain.blocks:
@@ -191,13 +191,13 @@ def test_qk_norm_makes_attention_blind_to_the_scale_of_q_and_k():
 
 
 def test_relu2():
-    model = make(activation="relu2")
+    model = tiny_model(**SHAPE, activation="relu2")
     h = torch.linspace(-3, 3, 61)
     torch.testing.assert_close(model.blocks[0].mlp.activation(h), torch.relu(h) ** 2)
 
 
 def test_zero_init_projections_make_every_block_the_identity_at_first():
-    model = make(zero_init_proj=True)
+    model = tiny_model(**SHAPE, zero_init_proj=True)
     for block in model.blocks:
         assert not block.attn.c_proj.weight.any() and not block.mlp.c_proj.weight.any()
     idx = torch.randint(0, V, (2, 7))
@@ -205,11 +205,11 @@ def test_zero_init_projections_make_every_block_the_identity_at_first():
         logits, _ = model(idx)
         x = model.wte(idx) + model.wpe.weight[:7]
         torch.testing.assert_close(logits, model.lm_head(model.ln_final(x)))
-    assert make().blocks[0].mlp.c_proj.weight.any()
+    assert tiny_model(**SHAPE).blocks[0].mlp.c_proj.weight.any()
 
 
 def test_logit_softcap():
-    capped, plain = make(logit_softcap=2.0), make()
+    capped, plain = tiny_model(**SHAPE, logit_softcap=2.0), tiny_model(**SHAPE)
     plain.load_state_dict(capped.state_dict())
     with torch.no_grad():
         for m in (capped, plain):
@@ -229,8 +229,7 @@ def test_direct_logit_attribution_adds_up_without_position_embeddings():
     from gptdecoder.tasks import get_task
 
     task = get_task("sort", length=4, num_digits=3)
-    model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=8, n_layer=2, n_head=2, d_model=16,
-                          pos_encoding="rope")).eval()
+    model = tiny_model(vocab_size=task.vocab_size, block_size=8, pos_encoding="rope")
     dla = direct_logit_attribution(model, encode_examples(task.test_examples(40)))
     parts = float(dla["heads"].sum() + dla["mlps"].sum() + dla["attn_bias"].sum()) + dla["embed"] + dla["ln_final_bias"]
     assert parts == pytest.approx(dla["total"], abs=1e-4)
@@ -244,14 +243,14 @@ def test_direct_logit_attribution_adds_up_without_position_embeddings():
 ])
 def test_non_gpt2_models_refuse_hf_export(tmp_path, variant, named):
     with pytest.raises(UserError, match="not GPT-2") as e:
-        hf.save_pretrained(make(**variant), tmp_path / "out")
+        hf.save_pretrained(tiny_model(**SHAPE, **variant), tmp_path / "out")
     assert named in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "out").exists()
 
 
 def test_gpt2_training_tricks_still_export(tmp_path):
     """zero_init_proj and random_positions change training only: the model is still GPT-2."""
-    model = make(zero_init_proj=True, random_positions=40, tie_weights=False)
+    model = tiny_model(**SHAPE, zero_init_proj=True, random_positions=40, tie_weights=False)
     assert model.config.differences_from_gpt2() == []
     hf.save_pretrained(model, tmp_path / "out")
     loaded = hf.from_pretrained(tmp_path / "out")
@@ -266,7 +265,7 @@ def config(**model) -> Config:
 
 
 @pytest.mark.parametrize("model,message", [
-    (dict(pos_encoding="rotary"), "model.pos_encoding='rotary': expected one of learned, rope, alibi, nope"),
+    (dict(pos_encoding="rotary"), "model.pos_encoding='rotary': expected one of learned, sinusoidal, rope, alibi, nope"),
     (dict(pos_encoding="rope", d_model=18), "needs an even head size"),
     (dict(random_positions=-1), "model.random_positions=-1"),
     (dict(random_positions=4, block_size=8), "smaller than model.block_size=8"),

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import tiny_model
 from gptdecoder.config import load_config
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPT, GPTConfig
+from gptdecoder.model import GPT
 from gptdecoder.train import build_trainer, hidden_matrices, lr_factor, make_optimizers, train_from_config
 
 MUON = ["train.optimizer=muon", "train.muon_lr=0.02"]
@@ -29,7 +30,7 @@ def names_of(model: GPT, params) -> set[str]:
 @pytest.mark.parametrize("tie_weights", [True, False])
 def test_muon_gets_exactly_the_hidden_matrices(tiny_config, tie_weights):
     config = load_config(tiny_config, MUON)
-    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=2, n_head=2, d_model=16, tie_weights=tie_weights))
+    model = tiny_model(vocab_size=7, block_size=8, tie_weights=tie_weights, train=True)
     adamw, muon = make_optimizers(model, config.train)
     assert isinstance(adamw, torch.optim.AdamW) and isinstance(muon, torch.optim.Muon)
     muon_params = [p for g in muon.param_groups for p in g["params"]]
@@ -46,7 +47,7 @@ def test_muon_gets_exactly_the_hidden_matrices(tiny_config, tie_weights):
 
 def test_adamw_setting_is_one_adamw_over_everything(tiny_config):
     config = load_config(tiny_config)
-    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=1, n_head=2, d_model=16))
+    model = tiny_model(vocab_size=7, block_size=8, n_layer=1, train=True)
     (adamw,) = make_optimizers(model, config.train)
     assert isinstance(adamw, torch.optim.AdamW)
     assert sum(len(g["params"]) for g in adamw.param_groups) == len(list(model.parameters()))
@@ -119,7 +120,7 @@ def test_bad_optimizer_settings_are_user_errors(tiny_config, override, message):
 
 
 def test_hidden_matrices_are_the_block_linears_only():
-    model = GPT(GPTConfig(vocab_size=7, block_size=8, n_layer=3, n_head=2, d_model=16, tie_weights=False))
+    model = tiny_model(vocab_size=7, block_size=8, n_layer=3, tie_weights=False, train=True)
     hidden = hidden_matrices(model)
     assert all(p.dim() == 2 for p in hidden)
     assert not any(p is model.lm_head.weight or p is model.wte.weight or p is model.wpe.weight for p in hidden)

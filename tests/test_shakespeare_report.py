@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import HANG_TIMEOUT, ROOT
 
 SCRIPT = ROOT / "benchmarks" / "shakespeare.py"
 
@@ -39,7 +39,7 @@ def report() -> dict:
 
 def redraw(out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), "--redraw", "--out", str(out), *extra], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=HANG_TIMEOUT)
 
 
 def a_results_dir_and_readme(tmp_path: Path, readme_text: str) -> tuple[Path, Path]:

@@ -17,15 +17,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 import torch
+from conftest import tiny_hf_model, tiny_model
 from lab_runs import TINY_TASK, write_untrained_run
 
 from gptdecoder import cli, hf
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPT, GPTConfig
 from gptdecoder.runs import GPT2_VOCAB_SIZE, load_model
 
 transformers = pytest.importorskip("transformers")
 
+# our model beside tiny_hf_model's: the same shape, and weights well away from their init
+# (larger than 0.02, biases not 0, LayerNorm gains not 1), so a mix-up changes the outputs
+OURS = dict(block_size=24, noise=0.1)
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
@@ -45,16 +48,6 @@ def one_line_error(err: str, *fragments: str) -> None:
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
     for fragment in fragments:
         assert fragment in err, err
-
-
-def tiny_ours(vocab_size: int = 61, seed: int = 0, **overrides) -> GPT:
-    torch.manual_seed(seed)
-    shape = dict(vocab_size=vocab_size, block_size=24, n_layer=2, n_head=2, d_model=16)
-    model = GPT(GPTConfig(**{**shape, **overrides})).eval()
-    with torch.no_grad():  # larger than the 0.02 init, so outputs depend on the weights
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return model
 
 
 # -- nanoGPT checkpoints, written in nanoGPT's format ----------------------------------------------
@@ -241,7 +234,7 @@ def test_a_crafted_pickle_as_a_nanogpt_checkpoint_is_refused_unrun(tmp_path, mar
 def test_a_crafted_pytorch_model_bin_is_refused_unrun(tmp_path, marker, run_cli):
     from safetensors.torch import load_file
 
-    directory = hf.save_pretrained(tiny_ours(), tmp_path / "hf")
+    directory = hf.save_pretrained(tiny_model(vocab_size=61, **OURS), tmp_path / "hf")
     state = load_file(str(directory / "model.safetensors"))
     state["extra"] = Payload()  # the older weights format is a pickle too
     torch.save(state, directory / "pytorch_model.bin")
@@ -282,18 +275,6 @@ def test_what_is_not_a_model_is_one_clear_line(tmp_path, setup, message, run_cli
 # -- Hugging Face directories ------------------------------------------------------------------------
 
 
-def tiny_transformers(vocab_size: int = 61, seed: int = 0) -> "transformers.GPT2LMHeadModel":
-    config = transformers.GPT2Config(vocab_size=vocab_size, n_positions=24, n_embd=16, n_layer=2, n_head=2,
-                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
-                                     eos_token_id=None)
-    torch.manual_seed(seed)
-    model = transformers.GPT2LMHeadModel(config).eval()
-    with torch.no_grad():  # HF zero-initialises biases and LayerNorms: randomise so a mix-up shows
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    return model
-
-
 def gpt2_vocabulary_files(directory: Path) -> None:
     """GPT-2's encoder.json / vocab.bpe under the names a Hugging Face directory gives them."""
     from bpe.encoder import gpt2_vocabulary_dir
@@ -305,10 +286,10 @@ def gpt2_vocabulary_files(directory: Path) -> None:
 @pytest.mark.parametrize("writer", ["transformers", "gptdecoder"])
 def test_a_hugging_face_directory_opens_with_the_same_logits(tmp_path, writer):
     if writer == "transformers":
-        reference = tiny_transformers()
+        reference = tiny_hf_model()
         reference.save_pretrained(tmp_path / "hf")
     else:
-        reference = tiny_ours()
+        reference = tiny_model(vocab_size=61, **OURS)
         hf.save_pretrained(reference, tmp_path / "hf")
     loaded = load_model(tmp_path / "hf")
     assert loaded.kind == "hf" and loaded.task is None and not loaded.model.training
@@ -318,7 +299,7 @@ def test_a_hugging_face_directory_opens_with_the_same_logits(tmp_path, writer):
 
 
 def test_a_hugging_face_directory_reads_gpt2_bpe_from_vocab_json_and_merges_txt(tmp_path, run_cli):
-    tiny_transformers(vocab_size=GPT2_VOCAB_SIZE).save_pretrained(tmp_path / "hf")
+    tiny_hf_model(vocab_size=GPT2_VOCAB_SIZE).save_pretrained(tmp_path / "hf")
     gpt2_vocabulary_files(tmp_path / "hf")
     tokenizer = load_model(tmp_path / "hf").tokenizer
     reference = transformers.GPT2Tokenizer(str(tmp_path / "hf" / "vocab.json"), str(tmp_path / "hf" / "merges.txt"))
@@ -332,7 +313,7 @@ def test_a_hugging_face_directory_reads_gpt2_bpe_from_vocab_json_and_merges_txt(
 
 
 def test_generate_on_a_hugging_face_directory_without_tokenizer_files_uses_token_ids(tmp_path, run_cli):
-    reference = tiny_transformers()
+    reference = tiny_hf_model()
     reference.save_pretrained(tmp_path / "hf")
     code, out, err = run_cli("generate", "--run", str(tmp_path / "hf"), "--prompt", "5 7 9", "--max-new-tokens", "4",
                              "--temperature", "0")
@@ -354,7 +335,7 @@ def learned_bpe_dir(tmp_path_factory) -> Path:
     vocab = directory.parent / "vocab"
     text = "".join(f"the cat number {i} sat on the mat; the dog {i * 7} slept by a log.\n" for i in range(200))
     bpe.train(text, 300, out_dir=vocab)
-    hf.save_pretrained(tiny_ours(vocab_size=300), directory)
+    hf.save_pretrained(tiny_model(vocab_size=300, **OURS), directory)
     shutil.copyfile(vocab / "encoder.json", directory / "vocab.json")
     shutil.copyfile(vocab / "vocab.bpe", directory / "merges.txt")
     return directory
@@ -371,7 +352,7 @@ def test_generate_on_a_hugging_face_directory_decodes_text(learned_bpe_dir, run_
 
 
 def test_a_tokenizer_larger_than_the_model_is_one_clear_line(tmp_path, run_cli):
-    tiny_transformers(vocab_size=61).save_pretrained(tmp_path / "hf")
+    tiny_hf_model().save_pretrained(tmp_path / "hf")
     gpt2_vocabulary_files(tmp_path / "hf")
     code, _, err = run_cli("generate", "--run", str(tmp_path / "hf"), "--prompt", "Hello")
     assert code == 2
@@ -442,7 +423,7 @@ def task_config(tmp_path) -> Path:
 
 @pytest.fixture
 def sources(tmp_path, char_nanogpt) -> dict[str, Path]:
-    tiny_transformers().save_pretrained(tmp_path / "hf")
+    tiny_hf_model().save_pretrained(tmp_path / "hf")
     return {"nanogpt": char_nanogpt, "hf": tmp_path / "hf"}
 
 

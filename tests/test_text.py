@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tiny_model
 from gptdecoder.config import DataConfig, config_from_dict
 from gptdecoder.data import text
 from gptdecoder.data.text import evaluate_split, prepare_corpus
 from gptdecoder.data.tokenizers import BPETokenizer, CharTokenizer, TextStreamer, load_tokenizer
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPT, GPTConfig
 
 CORPUS = "".join(f"Line {i}: to be, or not to be; that is the question {i % 7}.\n" for i in range(300))
 
@@ -208,8 +208,7 @@ def test_batches_are_shifted_windows(corpus):
 
 
 def test_evaluate_scores_every_token_once():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=16))
+    model = tiny_model(block_size=8, n_layer=1, train=True)
     tokens = np.random.default_rng(0).integers(0, 11, size=45).astype(np.uint16)
     score = evaluate_split(model, tokens, n_bytes=60, block_size=8, max_logits=8 * 11 * 2)
     ids = torch.tensor(tokens.astype(np.int64))
@@ -226,7 +225,7 @@ def test_evaluate_scores_every_token_once():
 
 
 def test_evaluate_restores_training_mode_when_interrupted():
-    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, d_model=16))
+    model = tiny_model(block_size=8, n_layer=1, train=True)
 
     def interrupt(tensor, hook):
         raise KeyboardInterrupt
@@ -237,7 +236,7 @@ def test_evaluate_restores_training_mode_when_interrupted():
 
 
 def test_uniform_model_scores_log_vocab():
-    model = GPT(GPTConfig(vocab_size=7, block_size=4, n_layer=1, n_head=1, d_model=8))
+    model = tiny_model(vocab_size=7, block_size=4, n_layer=1, n_head=1, d_model=8, train=True)
     torch.nn.init.zeros_(model.lm_head.weight)  # tied: every logit is 0
     score = evaluate_split(model, np.arange(20, dtype=np.uint16) % 7, n_bytes=19, block_size=4)
     assert score.loss == pytest.approx(math.log(7), rel=1e-5)

@@ -9,12 +9,11 @@ import torch
 
 from gptdecoder.config import load_config
 from gptdecoder.errors import UserError
-from gptdecoder.model import GPT, GPTConfig
 from gptdecoder.tasks import get_task
 from gptdecoder.data.tasks import evaluate_task
 from gptdecoder.runs import load_run
 from gptdecoder.train import lr_factor, make_optimizer, train_from_config
-from conftest import ROOT
+from conftest import ROOT, tiny_model
 
 
 def test_tiny_sort_model_converges(tmp_path):
@@ -126,8 +125,8 @@ def test_a_checkpoint_that_would_run_code_is_refused_unrun(tiny_config, tmp_path
 
 def test_evaluate_task_decodes_greedily():
     task = get_task("copy", length=3, num_digits=4)
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=task.vocab_size, block_size=task.seq_len - 1, n_layer=1, n_head=1, d_model=8))
+    model = tiny_model(vocab_size=task.vocab_size, block_size=task.seq_len - 1, n_layer=1, n_head=1, d_model=8,
+                       train=True)
     examples = task.test_examples(50)
     result = evaluate_task(model, task, examples=examples, batch_size=16, n_mistakes=3)
     assert result.n_examples == len(examples) and len(result.per_position_accuracy) == 3
@@ -143,7 +142,7 @@ def test_schedule_and_weight_decay_groups():
     factors = [lr_factor(s, warmup=10, decay_iters=110, min_ratio=0.1) for s in range(120)]
     assert factors[0] < factors[9] < 1.0 + 1e-9
     assert math.isclose(factors[10], 1.0) and math.isclose(factors[110], 0.1) and factors[60] < factors[20]
-    model = GPT(GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=1, d_model=8))
+    model = tiny_model(vocab_size=5, block_size=8, n_layer=1, n_head=1, d_model=8, train=True)
     decay, no_decay = make_optimizer(model.parameters(), 1e-3, 0.1, (0.9, 0.99)).param_groups
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import HANG_TIMEOUT, tiny_model
 from lab_runs import write_untrained_run
 
 from gptdecoder.storage import write_atomic
 from gptdecoder.commands.files import save_figure
 from gptdecoder.lab import figures, views
 from gptdecoder.lab.capture import as_layer_head_array, capture_attention, token_labels
-from gptdecoder.model import GPT, GPTConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["0", "1", "2", "</script>"]  # a hostile label must not break the HTML
@@ -24,8 +24,7 @@ SYMBOLS = ["0", "1", "2", "</script>"]  # a hostile label must not break the HTM
 
 @pytest.fixture(scope="module")
 def example():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=4, block_size=12, n_layer=2, n_head=2, d_model=16)).eval()
+    model = tiny_model(vocab_size=4, block_size=12)
     x = torch.tensor([[2, 0, 1, 3, 0, 1, 2]])
     logits, _ = model(x)
     return capture_attention(model, x), token_labels(x[0], SYMBOLS), logits
@@ -171,10 +170,10 @@ def test_pictures_user_errors(untrained_run, tmp_path, capsys):
 def test_python_m_gptdecoder_viz_still_works(untrained_run, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "gptdecoder.viz", "--run", str(untrained_run), "--out", str(tmp_path)],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True, text=True, cwd=ROOT, timeout=HANG_TIMEOUT,
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "attention_all_heads.png").stat().st_size > 0
     missing = subprocess.run([sys.executable, "-m", "gptdecoder.viz", "--run", str(tmp_path / "nope")],
-                             capture_output=True, text=True, cwd=ROOT)
+                             capture_output=True, text=True, cwd=ROOT, timeout=HANG_TIMEOUT)
     assert missing.returncode == 2 and missing.stderr.startswith("error:")
