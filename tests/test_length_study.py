@@ -86,5 +86,9 @@ def test_the_coupled_configs_load_and_couple(path):
 def test_the_study_expands(name, tmp_path: Path):
     bench = load_bench(ROOT / "configs" / "bench" / name)
     cells = expand(bench, out=tmp_path)
-    assert len(cells) == len({c.key for c in cells})
-    assert all(c.config.train.min_iters > 0 and c.config.train.stop_at_accuracy for c in cells)
+    assert len(cells) == len({c.key for c in cells}) and len({c.seed for c in cells}) == 3
+    if "coupled" in name:  # the shipped configs, a fixed number of steps each
+        assert all(c.task.couples_positions for c in cells)
+    else:  # at least min_iters, then until 99% or the cap
+        assert all(0 < c.config.train.min_iters < c.config.train.max_iters for c in cells)
+        assert all(c.config.train.stop_at_accuracy == 0.99 for c in cells)
