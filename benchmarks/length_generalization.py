@@ -58,9 +58,10 @@ def run_grid(bench: Path, workers: int, fresh: bool) -> float:
 
 def read_rows(bench: Path) -> list[dict]:
     path = OUTS[bench] / "results.json"
-    if not path.is_file():
-        raise SystemExit(f"error: {path} is missing: run `python -m gptdecoder bench -c {bench.relative_to(ROOT)}` "
-                         "first, or this script with --run")
+    if not path.is_file():  # a user error: one line, exit 2
+        print(f"error: {path} is missing: run `python -m gptdecoder bench -c {bench.relative_to(ROOT)}` "
+              "first, or this script with --run", file=sys.stderr)
+        raise SystemExit(2)
     return json.loads(path.read_text())
 
 

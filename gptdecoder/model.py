@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gptdecoder.hooks import HookFn, HookPoint, NamesFilter, attach_hooks, name_hook_points, run_with_cache
+from gptdecoder.positions import Rotary, Sinusoids, alibi_slopes, check_position_ids, sorted_random_positions
 
 # The MLP's non-linearity, by config name. GPT-2 uses the tanh approximation of GELU;
 # nanoGPT the exact one; relu2 (ReLU squared, from the Primer paper and modded-nanogpt)
@@ -29,7 +30,8 @@ ACTIVATIONS = {
     "gelu": F.gelu,
     "relu2": lambda h: F.relu(h).square(),
 }
-# How a token's position reaches attention (Block and CausalSelfAttention read it):
+# How a token's position reaches attention (Block and CausalSelfAttention read it; the pieces
+# are in gptdecoder/positions.py):
 #   learned  GPT-2: a trained vector per position, added to the token embedding
 #   sinusoidal  the original Transformer's: a fixed vector of sines and cosines per position, added
 #   rope     rotary: q and k are rotated by an angle proportional to the position
@@ -87,71 +89,6 @@ class GPTConfig:
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_head
-
-
-class Rotary(nn.Module):
-    """Rotary position embedding (RoPE, Su et al. 2021), applied to q and k.
-
-    Each head's hs features are hs/2 pairs (feature i with feature i + hs/2); the pair
-    is rotated by the angle position * freq_i, with frequencies falling geometrically
-    from 1 to 1/base. The dot product of a rotated query and key then depends on their
-    positions only through the difference, so attention sees relative positions.
-    """
-
-    def __init__(self, d_head: int, n_positions: int, base: float) -> None:
-        super().__init__()
-        freqs = base ** (-torch.arange(0, d_head, 2, dtype=torch.float) / d_head)  # (hs/2,)
-        angles = torch.outer(torch.arange(n_positions, dtype=torch.float), freqs)  # (P, hs/2)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
-
-    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """x (B, nh, T, hs) at positions pos (T,) or (B, T) -> x rotated, same shape."""
-        cos, sin = self.cos[pos].to(x.dtype), self.sin[pos].to(x.dtype)  # (T, hs/2) or (B, T, hs/2)
-        if pos.dim() == 2:
-            cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hs/2): the same for every head
-        x1, x2 = x.chunk(2, dim=-1)  # (B, nh, T, hs/2) each
-        return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-
-
-class Sinusoids(nn.Module):
-    """Fixed position vectors (Vaswani et al. 2017): features 2i and 2i+1 of position p are
-    sin and cos of p * 10000^(-2i/d), so moving one position on is the same rotation of
-    every pair at every p, and the dot product of two rows depends only on their distance.
-    Nothing is trained: a position never seen in training has a vector of the same
-    family. Scaled to the size the token embeddings start at (std 0.02), so neither
-    drowns the other. Reads like nn.Embedding: ``weight`` (P, C) and ``forward(pos)``."""
-
-    def __init__(self, n_positions: int, d_model: int) -> None:
-        super().__init__()
-        freqs = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float) / d_model)  # (C/2,)
-        angles = torch.outer(torch.arange(n_positions, dtype=torch.float), freqs)  # (P, C/2)
-        table = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1)  # (P, C): sin, cos, sin, ...
-        self.register_buffer("weight", table * 0.02 * math.sqrt(2), persistent=False)
-
-    def forward(self, pos: torch.Tensor) -> torch.Tensor:
-        return self.weight[pos]  # (..., C)
-
-
-def alibi_slopes(n_head: int) -> torch.Tensor:
-    """ALiBi's per-head slopes (Press et al. 2022): a geometric sequence starting at
-    2^(-8/n) for n heads. For a head count that is not a power of two, the slopes of the
-    nearest smaller power of two, then every other slope of the next power up."""
-    def geometric(n: int) -> list[float]:
-        return [2 ** (-8 * (h + 1) / n) for h in range(n)]
-    power = 2 ** math.floor(math.log2(n_head))
-    slopes = geometric(power) + geometric(2 * power)[0::2][: n_head - power]
-    return torch.tensor(slopes)  # (nh,)
-
-
-def sorted_random_positions(B: int, T: int, R: int, device: torch.device = torch.device("cpu"),
-                            generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """(B, T): for each row, T distinct ids drawn uniformly from 0 .. R-1, in increasing
-    order -- the positions of randomized positional encodings, in training and at test."""
-    if T > R:
-        raise ValueError(f"{T} positions cannot be drawn from model.random_positions={R}: expected at most {R}")
-    scores = torch.rand(B, R, device=device, generator=generator)  # a random permutation per row
-    return scores.argsort(dim=-1)[:, :T].sort(dim=-1).values  # (B, T)
 
 
 class RMSNorm(nn.RMSNorm):
@@ -343,7 +280,8 @@ class KVCache:
         self.k: list[Optional[torch.Tensor]] = [None] * config.n_layer  # layer -> (B, nh, max_len, hs)
         self.v: list[Optional[torch.Tensor]] = [None] * config.n_layer
         self.lengths = [0] * config.n_layer  # positions filled, per layer
-        self.positions: Optional[torch.Tensor] = None  # (B, filled): the position id of each cached token
+        self.positions: Optional[torch.Tensor] = None  # (B, max_len): the position id of each cached token
+        self.n_positions = 0  # entries of self.positions filled
 
     @property
     def length(self) -> int:
@@ -364,14 +302,18 @@ class KVCache:
 
     def append_positions(self, pos: torch.Tensor) -> None:
         """Remember the position ids (T,) or (B, T) of the T tokens about to be cached: a
-        key keeps the position it was encoded at (ALiBi's distances read them back)."""
-        pos = pos.expand(self.shape[0], -1) if pos.dim() == 1 else pos  # (B, T)
-        self.positions = pos if self.positions is None else torch.cat((self.positions, pos), dim=1)
+        key keeps the position it was encoded at (ALiBi's distances read them back).
+        Written into one buffer, like the keys: no copy of the history per token."""
+        if self.positions is None:
+            self.positions = torch.empty(self.shape[0], self.shape[2], dtype=torch.long, device=pos.device)
+        start, end = self.n_positions, self.n_positions + pos.size(-1)
+        self.positions[:, start:end] = pos  # (T,) broadcasts over the batch
+        self.n_positions = end
 
     def key_positions(self) -> torch.Tensor:
         """(B, T_k): the position id of every cached token."""
         assert self.positions is not None, "append_positions comes before the blocks read the cache"
-        return self.positions
+        return self.positions[:, : self.n_positions]
 
 
 class GPT(nn.Module):
@@ -604,18 +546,6 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
     lo, hi = torch.stack(torch.aminmax(idx)).tolist()  # one reduction, one read back
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"token ids must be in [0, {vocab_size}) (model.vocab_size); got min {lo}, max {hi}")
-
-
-def check_position_ids(position_ids: torch.Tensor, B: int, T: int, n_positions: int) -> torch.Tensor:
-    """position_ids as (T,) or (B, T) integers, each in [0, n_positions); ValueError otherwise."""
-    if position_ids.dtype not in (torch.int64, torch.int32) or position_ids.shape not in ((T,), (B, T)):
-        raise ValueError(f"position_ids of shape {tuple(position_ids.shape)} and dtype {position_ids.dtype}: "
-                         f"expected integers of shape ({B}, {T}) or ({T},), like the tokens")
-    lo, hi = torch.stack(torch.aminmax(position_ids)).tolist()
-    if lo < 0 or hi >= n_positions:
-        raise ValueError(f"position ids must be in [0, {n_positions}) (the model's positions: model.block_size, "
-                         f"or model.random_positions when larger); got min {lo}, max {hi}")
-    return position_ids.long()
 
 
 def sample_next(

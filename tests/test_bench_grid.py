@@ -474,7 +474,7 @@ def test_results_markdown_marks_variants_that_did_not_learn():
 
 
 def test_length_points_and_figure():
-    from gptdecoder.lab.figures import bench_length_figure
+    from gptdecoder.lab.bench_figures import bench_length_figure
 
     rows = [{"base": "b.yaml", "v": v, "seed": s, "status": "ok", "learned": True, "train_max_length": 4,
              "accuracy_by_length": {"4": 1.0, "5": 0.5 + s / 10}} for v in (1, 2) for s in (0, 1)]
@@ -488,7 +488,6 @@ def test_length_points_and_figure():
         "v=2 (2/3 learned)", {4: [1.0, 1.0], 5: [0.5, 0.6]}, True)  # the seed that did not learn is not drawn
     assert (points[2]["variant"], points[2]["learned"]) == ("v=3 (did not learn)", False)
     fig = bench_length_figure(points, {"b.yaml": "b"})
-    bench_command.mark_not_learned(fig, {p["variant"] for p in points if not p["learned"]})
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     assert list(lines["v=1"].get_ydata()) == pytest.approx([1.0, 0.55])
     assert lines["v=1"].get_linestyle() == "-" and lines["v=3 (did not learn)"].get_linestyle() == "--"

@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 
 from conftest import tiny_model
 from gptdecoder.commands.files import save_figure
-from gptdecoder.lab.figures import bench_figure, is_text_records, training_figures
+from gptdecoder.lab.bench_figures import bench_figure
+from gptdecoder.lab.figures import is_text_records, training_figures
 from gptdecoder.tasks import get_task
 
 TASK_RECORDS = [
@@ -97,8 +98,6 @@ def test_bench_figure_of_no_rows_draws():
 
 def test_answer_distributions_of_a_huge_vocabulary_show_the_task_and_the_picks():
     """A GPT-2-sized model borrowed for a task: columns are the task's symbols and what it picks."""
-    import torch
-
     from gptdecoder.lab.figures import plot_answer_distributions
 
     probs = torch.full((2, 50257), 1e-6)

@@ -40,7 +40,7 @@ from gptdecoder.tasks import Task
 
 CELL_FORMAT = 1  # part of every cell's key: bump it when a cell's result means something new
 # the modules a training run's numbers come from (globs under gptdecoder/), hashed into every cell's key
-TRAINING_CODE = ("model.py", "hooks.py", "config.py", "runtime.py", "train.py", "data/*.py", "tasks/*.py")
+TRAINING_CODE = ("model.py", "positions.py", "hooks.py", "config.py", "runtime.py", "train.py", "data/*.py", "tasks/*.py")
 PACKAGE = Path(__file__).resolve().parent.parent  # gptdecoder/
 # the settings every cell starts from: many cells train side by side (one thread each), and
 # the bench draws its own figures from all of them (no per-run plots)

@@ -18,14 +18,11 @@ import argparse
 import os
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 from gptdecoder import bench
 from gptdecoder.errors import UserError
 from gptdecoder.storage import write_atomic
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 HELP_EPILOG = """\
 bench file (YAML):
@@ -157,7 +154,7 @@ def write_results(rows: Sequence[dict], axes: Sequence[str], out: Path, bench_pa
     """results.json, results.csv, results.md (``bench.write_tables``), results.png and length.png into ``out``."""
     bench.write_tables(rows, axes, out, bench_path, learned_threshold)
     from gptdecoder.commands.files import save_figure  # matplotlib: only when a figure is drawn
-    from gptdecoder.lab.figures import bench_figure, bench_length_figure
+    from gptdecoder.lab.bench_figures import bench_figure, bench_length_figure
 
     labels = bench.base_labels(list(dict.fromkeys(r["base"] for r in rows)))
     bars = [{"task": labels[r["base"]], "model": bench.variant_label({a: r[a] for a in axes}),
@@ -165,25 +162,7 @@ def write_results(rows: Sequence[dict], axes: Sequence[str], out: Path, bench_pa
             for r in rows if r["status"] == "ok"]
     save_figure(bench_figure(bars), out / "results.png")
     points = bench.length_points(rows, axes)
-    figure = bench_length_figure(points, labels)
-    mark_not_learned(figure, {p["variant"] for p in points if not p["learned"]})
-    save_figure(figure, out / "length.png")
-
-
-def mark_not_learned(figure: Figure, variants: set[str]) -> None:
-    """Dash and fade the lines (and legend entries) of the variants that did not learn their
-    training lengths, and say so in the legend's title: their numbers at longer lengths
-    mean nothing, but hiding them would hide that they failed."""
-    legends = list(figure.legends)
-    handles = [h for legend in legends for h in legend.legend_handles]
-    for line in [*(line for ax in figure.axes for line in ax.get_lines()), *handles]:
-        if line.get_label() in variants:
-            line.set_linestyle("--")
-            line.set_alpha(0.45)
-    if variants:
-        for legend in legends:
-            title = legend.get_title().get_text()
-            legend.set_title(f"{title}\ndashed: did not learn its training lengths (held-out below learned_threshold)")
+    save_figure(bench_length_figure(points, labels), out / "length.png")
 
 
 def _percent(value: Optional[float]) -> str:

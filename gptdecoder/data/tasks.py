@@ -19,7 +19,7 @@ import torch
 from gptdecoder import runtime
 from gptdecoder.config import EVAL_POSITIONS, Config, build_task
 from gptdecoder.data.source import Batch, step_seed
-from gptdecoder.model import GPT, sorted_random_positions
+from gptdecoder.model import GPT
 from gptdecoder.tasks import Example, Task, build_example
 
 
@@ -117,11 +117,10 @@ def evaluation_positions(model: GPT, task: Task, prompts: list[list[int]], answe
     needed = len(prompts[0]) + answer_len - 1  # the last answer token is never read
     if task.couples_positions:
         return torch.tensor([task.position_ids(p, answer_len)[:needed] for p in prompts], dtype=torch.long)
-    R = model.config.random_positions
-    if not R:
+    if not model.config.random_positions:
         return None
-    if mode == "as_trained":
-        return sorted_random_positions(len(prompts), needed, R, generator=generator)
+    if mode == "as_trained":  # the draw generate itself makes, from this (seeded) generator
+        return model.generation_positions(torch.tensor(prompts), answer_len, None, generator)
     return torch.arange(needed).expand(len(prompts), -1)
 
 
@@ -231,9 +230,9 @@ class TaskData:
         self.vocab_size = self.task.vocab_size
         self.test_range = config.eval.test_lengths  # checked when the config was loaded
         self.min_block_size, self.block_size = self.task.context_sizes(self.test_range, config.eval.longer_by)
-        # the model's position range (config.resolve sets block_size to this default when unset)
-        n_positions = max(config.model.block_size or self.block_size, config.model.random_positions)
-        self.batches = TaskBatches(self.task, batch_size, config.train.seed, rank, device, n_positions)
+        # the model's position range, with the block_size config.resolve gives it when unset
+        model = dataclasses.replace(config.model, block_size=config.model.block_size or self.block_size)
+        self.batches = TaskBatches(self.task, batch_size, config.train.seed, rank, device, model.n_positions)
         self.test_set = self.task.test_examples(config.eval.examples)  # in random order
         self.quick_set = self.test_set[: config.eval.quick_examples]
 

@@ -13,8 +13,9 @@ scores     head_scores (TransformerLens's previous-token / duplicate-token / ind
 lens       logit_lens, direct_logit_attribution (per head, MLP, embedding)
 masks      the mask debugger: checks (causal mask, loss mask, causality, gradient),
            the deliberately broken mask, head_steps, mask_report
-figures    every matplotlib figure: attention heatmaps, answer distributions,
-           head scores, training_figures, bench_figure
+figures    a run's matplotlib figures: attention heatmaps, answer distributions,
+           head scores, the explain report's, training_figures
+bench_figures  a bench grid's: bench_figure, bench_length_figure
 views      bertviz adapters and the offline HTML attention viewer
 report     the explain report: each head's role and plain sentences from the numbers,
            as markdown, JSON and one self-contained HTML page
