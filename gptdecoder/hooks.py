@@ -15,7 +15,13 @@ hook_embed                        [B, T, d]            TL  token embeddings
 hook_pos_embed                    [B, T, d]            TL  position embeddings (a view expanded over B: return a new tensor, do not edit it in place);
                                                            pos_encoding learned only
 blocks.{i}.hook_resid_pre         [B, T, d]            TL  residual stream into block i
+blocks.{i}.hook_q_input           [B, T, nh, d]        TL  the residual stream copied once per head for its queries, before
+                                                           ln_1 (each copy normalised on its own); only after
+                                                           model.set_use_split_qkv_input(True)
+blocks.{i}.hook_k_input           [B, T, nh, d]        TL  the same for each head's keys
+blocks.{i}.hook_v_input           [B, T, nh, d]        TL  the same for each head's values
 blocks.{i}.ln1.hook_scale         [B, T, 1]            TL  sqrt(var + eps) of ln_1's input; also ln_1.hook_scale
+                                                           ([B, T, nh, 1] with split q/k/v inputs, as ln1.hook_normalized)
 blocks.{i}.ln1.hook_normalized    [B, T, d]            TL  (x - mean) / scale, before ln_1's weight and bias;
                                                            also ln_1.hook_normalized
 blocks.{i}.attn.hook_q/k/v        [B, T, nh, hs]       TL  queries / keys / values
@@ -27,8 +33,12 @@ blocks.{i}.attn.hook_attn_scores  [B, nh, T_q, T_k]    TL  the scores after the 
                                                            also attn.hook_masked_scores (this project's old name)
 blocks.{i}.attn.hook_pattern      [B, nh, T_q, T_k]    TL  softmax: the attention pattern
 blocks.{i}.attn.hook_z            [B, T, nh, hs]       TL  pattern @ V, per head
+blocks.{i}.attn.hook_result       [B, T, nh, d]        TL  each head's output, z_h @ W_O[h] (c_proj's bias not included:
+                                                           no head owns it); only after model.set_use_attn_result(True)
 blocks.{i}.hook_attn_out          [B, T, d]            TL  attention output (after c_proj, its bias included)
 blocks.{i}.hook_resid_mid         [B, T, d]            TL  residual after attention
+blocks.{i}.hook_mlp_in            [B, T, d]            TL  the MLP's own copy of the residual stream (before ln_2): its
+                                                           gradient is the MLP's alone, not the residual path's
 blocks.{i}.ln2.hook_scale         [B, T, 1]            TL  sqrt(var + eps) of ln_2's input; also ln_2.hook_scale
 blocks.{i}.ln2.hook_normalized    [B, T, d]            TL  (x - mean) / scale, before ln_2's weight and bias;
                                                            also ln_2.hook_normalized
@@ -52,6 +62,12 @@ An alias works wherever a name does: ``model.hooks``, ``run_with_cache``'s
 ``names_filter`` (a list, a regex or a callable matches a point by its name or any
 alias), ``model.hook_dict[...]`` and ``cache[...]``. Caches and ``hook.name`` use the
 name in the table. ``ALIASES`` below holds them.
+
+The split points (``hook_q_input``, ``hook_k_input``, ``hook_v_input``, ``hook_result``,
+``hook_mlp_in``) are what the circuit finder (gptdecoder/lab/circuits.py) patches: each
+edge of the computational graph -- one head's output into another head's query, key or
+value input, into an MLP, or into the logits -- becomes a tensor of its own. As in
+TransformerLens, the first four are off until switched on (they cost work).
 
 What watching costs: capturing ``hook_scores``, ``hook_attn_scores`` or ``hook_pattern``
 switches that layer's attention to the explicit path (it must materialise the

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,9 @@ ACTIVATIONS = {
 #   rope     rotary: q and k are rotated by an angle proportional to the position
 #   alibi    no embedding; each head's scores get -slope * |query pos - key pos|
 #   nope     nothing: the causal mask alone tells positions apart
+# What attention reads: the normalised residual stream (B, T, C), or one copy per head for
+# its queries, keys and values, (B, T, nh, C) each (see CausalSelfAttention.project_qkv).
+AttentionInput = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "alibi", "nope")
 ADDED_POSITIONS = ("learned", "sinusoidal")  # the encodings that add a vector to each token's embedding
 
@@ -161,6 +164,8 @@ class CausalSelfAttention(nn.Module):
         # hook_attn_scores: the scores after the mask (TransformerLens's name; alias hook_masked_scores)
         self.hook_scores, self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint(), HookPoint()
         self.hook_z = HookPoint()
+        self.hook_result = HookPoint()  # each head's output, computed apart after GPT.set_use_attn_result(True)
+        self.use_attn_result = False
 
     def explicit_path(self, x: torch.Tensor) -> bool:
         """Materialise the attention matrices when a hook watches them (or ``explicit`` is
@@ -171,13 +176,13 @@ class CausalSelfAttention(nn.Module):
         return (torch.is_grad_enabled() and x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and torch.get_autocast_dtype("cpu") == torch.bfloat16)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, kv_cache: Optional[KVCache] = None,
+    def forward(self, x: AttentionInput, pos: torch.Tensor, kv_cache: Optional[KVCache] = None,
                 layer: int = 0) -> torch.Tensor:
         """x (B, T, C) at positions pos: (T,), or (B, T) when each row has its own (randomized
-        positions); with a kv_cache the T new tokens follow the cached ones."""
-        B, T, C = x.shape
-        # c_attn's output (B, T, 3C) is q, k, v side by side, each nh heads of hs numbers
-        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.d_head).unbind(2)  # each (B, T, nh, hs)
+        positions); with a kv_cache the T new tokens follow the cached ones. x may also be
+        split per head (see ``project_qkv``)."""
+        q, k, v = self.project_qkv(x)  # each (B, T, nh, hs)
+        B, T = q.shape[:2]
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
@@ -196,7 +201,7 @@ class CausalSelfAttention(nn.Module):
         else:
             bias = None
 
-        if self.explicit_path(x):
+        if self.explicit_path(q):
             scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.d_head)  # (B, nh, T, T_k)
             scores = self.hook_scores(scores if bias is None else scores + bias)
             masked = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
@@ -215,7 +220,36 @@ class CausalSelfAttention(nn.Module):
                 z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
 
         z = self.hook_z(z.transpose(1, 2))  # (B, T, nh, hs)
-        return F.dropout(self.c_proj(z.reshape(B, T, C)), self.dropout, self.training)  # (B, T, C)
+        if self.use_attn_result:  # each head's own output, then their sum (the same as c_proj)
+            W_O = self.c_proj.weight.view(-1, self.n_head, self.d_head)  # (C, nh, hs): head h writes W_O[:, h]
+            result = self.hook_result(torch.einsum("btnh,cnh->btnc", z, W_O))  # (B, T, nh, C)
+            out = result.sum(dim=2) if self.c_proj.bias is None else result.sum(dim=2) + self.c_proj.bias
+        else:
+            out = self.c_proj(z.reshape(B, T, -1))  # (B, T, C)
+        return F.dropout(out, self.dropout, self.training)
+
+    def project_qkv(self, x: AttentionInput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values, each (B, T, nh, hs).
+
+        x is normally the block's normalised residual stream (B, T, C), which every head
+        reads: c_attn computes all three at once. For the circuit finder x can instead be
+        three tensors (x_q, x_k, x_v), each (B, T, nh, C): head h's queries are computed from
+        x_q[:, :, h], its keys from x_k[:, :, h] and its values from x_v[:, :, h]
+        (TransformerLens's split q/k/v inputs), so one head's query input can be changed
+        without touching its keys or another head. Same weights, same numbers when the
+        copies are equal.
+        """
+        if isinstance(x, torch.Tensor):
+            B, T, C = x.shape
+            # c_attn's output (B, T, 3C) is q, k, v side by side, each nh heads of hs numbers
+            q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.d_head).unbind(2)
+            return q, k, v
+        C = self.c_attn.in_features
+        W = self.c_attn.weight.view(3, self.n_head, self.d_head, C)  # c_attn's rows: q, k, v; nh heads of hs each
+        bias = self.c_attn.bias.view(3, self.n_head, self.d_head) if self.c_attn.bias is not None else None
+        q, k, v = (torch.einsum("btnc,nhc->btnh", x_i, W[i]) + (0 if bias is None else bias[i])
+                   for i, x_i in enumerate(x))
+        return q, k, v
 
     def alibi_bias(self, pos: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
         """-slope_h * |query position - key position|: (1 or B, nh, T, T_k), for queries at
@@ -255,15 +289,25 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(config)
         self.ln_2 = LayerNorm(config.d_model, bias=config.bias)  # hook points blocks.{i}.ln2.*
         self.mlp = MLP(config)
+        self.n_head = config.n_head
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
-        self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
+        self.hook_mlp_in, self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        # one copy of the residual stream per head for its queries, keys and values
+        # (used only after GPT.set_use_split_qkv_input(True), as in TransformerLens)
+        self.hook_q_input, self.hook_k_input, self.hook_v_input = HookPoint(), HookPoint(), HookPoint()
+        self.split_qkv_input = False
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, kv_cache: Optional[KVCache] = None,
                 layer: int = 0) -> torch.Tensor:
         x = self.hook_resid_pre(x)  # (B, T, C)
-        attn_out = self.hook_attn_out(self.attn(self.ln_1(x), pos, kv_cache, layer))
+        if self.split_qkv_input:  # three copies per head, normalised separately: (B, T, nh, C) each
+            per_head = x[:, :, None, :].expand(-1, -1, self.n_head, -1)
+            attn_in = tuple(self.ln_1(hook(per_head)) for hook in (self.hook_q_input, self.hook_k_input, self.hook_v_input))
+        else:
+            attn_in = self.ln_1(x)  # (B, T, C)
+        attn_out = self.hook_attn_out(self.attn(attn_in, pos, kv_cache, layer))
         x = self.hook_resid_mid(x + attn_out)
-        mlp_out = self.hook_mlp_out(self.mlp(self.ln_2(x)))
+        mlp_out = self.hook_mlp_out(self.mlp(self.ln_2(self.hook_mlp_in(x))))
         return self.hook_resid_post(x + mlp_out)
 
 
@@ -537,6 +581,19 @@ class GPT(nn.Module):
         """(logits, cache): the activations at the hook points ``names_filter`` selects, detached."""
         (logits, _), cache = run_with_cache(self, idx, names_filter=names_filter, **kwargs)
         return logits, cache
+
+    def set_use_split_qkv_input(self, use: bool = True) -> None:
+        """TransformerLens's switch: every head reads its own copy of the residual stream for
+        its queries, keys and values (``blocks.{i}.hook_q_input`` / ``k_input`` / ``v_input``,
+        (B, T, nh, C)), so that one head's input can be patched alone. Same outputs, more work."""
+        for block in self.blocks:
+            block.split_qkv_input = use
+
+    def set_use_attn_result(self, use: bool = True) -> None:
+        """TransformerLens's switch: compute each head's output apart (``blocks.{i}.attn.hook_result``,
+        (B, T, nh, C)) before summing them. Same outputs, more memory."""
+        for block in self.blocks:
+            block.attn.use_attn_result = use
 
 
 def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:

@@ -44,17 +44,53 @@ def test_every_hook_point_is_documented_with_the_right_shape(model):
     sizes = {"B": B, "T": T, "T_q": T, "T_k": T, "nh": NH, "hs": D // NH, "d": D, "mlp_ratio*d": 3 * D, "1": 1}
     rope = tiny_model(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3,
                       pos_encoding="rope", qk_norm=True)
+    split = tiny_model(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3)
+    split.set_use_split_qkv_input(True)
+    split.set_use_attn_result(True)
+    switched = {"blocks.{i}.hook_q_input", "blocks.{i}.hook_k_input", "blocks.{i}.hook_v_input",
+                "blocks.{i}.attn.hook_result"}
     seen = set()
-    for m in (model, rope):
+    for m in (model, rope, split):
         _, cache = m.run_with_cache(torch.randint(0, V, (B, T)))
-        assert set(cache) == set(m.hook_dict)
+        off = set() if m is split else {n for n in m.hook_dict if re.sub(r"blocks\.\d+\.", "blocks.{i}.", n) in switched}
+        assert set(cache) == set(m.hook_dict) - off  # the switched-off points never fire
         for name, tensor in cache.items():
             generic = re.sub(r"blocks\.\d+\.", "blocks.{i}.", name)
             assert generic in table, f"{name} missing from the hooks.py table"
             expected = tuple(sizes[s.strip()] for s in table[generic].strip("[]").split(","))
+            if m is split and generic.startswith("blocks.{i}.ln1."):  # each head's copy normalised apart
+                expected = expected[:2] + (NH,) + expected[2:]
             assert tuple(tensor.shape) == expected, name
             seen.add(generic)
     assert seen == set(table)  # no stale rows
+
+
+def test_split_inputs_and_head_results_change_nothing_but_the_hooks(model):
+    """TransformerLens's switches give the same logits; each head's result sums to the
+    attention output; and a patch of one head's query input changes that head alone."""
+    idx = torch.randint(0, V, (B, T))
+    reference, _ = model(idx)
+    model.set_use_split_qkv_input(True)
+    model.set_use_attn_result(True)
+    logits, cache = model.run_with_cache(idx)
+    torch.testing.assert_close(logits, reference, atol=1e-5, rtol=1e-5)
+    for i in range(L):
+        total = cache[f"blocks.{i}.attn.hook_result"].sum(2) + model.blocks[i].attn.c_proj.bias
+        torch.testing.assert_close(total, cache[f"blocks.{i}.hook_attn_out"], atol=1e-5, rtol=1e-5)
+
+    def nudge_head_1(x, hook):
+        x = x.clone()
+        x[:, :, 1] += torch.linspace(-1.0, 1.0, D)  # a constant would be centred away by ln_1
+        return x
+
+    with model.hooks([("blocks.0.hook_q_input", nudge_head_1)]):
+        _, patched = model.run_with_cache(idx, names_filter="blocks.0.attn.hook_q|blocks.0.attn.hook_k")
+    changed = (patched["blocks.0.attn.hook_q"] - cache["blocks.0.attn.hook_q"]).abs().amax(dim=(0, 1, 3))
+    assert changed[1] > 1e-3 and changed[[0, 2, 3, 4]].max() < 1e-6  # head 1's queries only
+    torch.testing.assert_close(patched["blocks.0.attn.hook_k"], cache["blocks.0.attn.hook_k"])
+    model.set_use_split_qkv_input(False)
+    model.set_use_attn_result(False)
+    torch.testing.assert_close(model(idx)[0], reference)
 
 
 def test_transformerlens_names(model):
@@ -260,6 +296,8 @@ def test_hooks_see_only_new_positions_with_a_kv_cache(model):
 def test_torch_register_forward_hook_fires_on_every_hook_point():
     """Hook points are plain nn.Modules: PyTorch's own hooks see the same tensors as ours."""
     model = tiny_model(vocab_size=V, block_size=8, n_layer=1, n_head=NH, d_model=NH * 4)
+    model.set_use_split_qkv_input(True)  # the switched points too
+    model.set_use_attn_result(True)
     idx = torch.randint(0, V, (2, 5))
     _, cache = model.run_with_cache(idx)
     seen = {}
