@@ -102,6 +102,53 @@ class Task:
         """
         return [[] for _ in answer]
 
+    # What ``corrupt`` changes, in words (the circuit report says it).
+    corruption: ClassVar[str] = "one token the answer is computed from, replaced by another"
+
+    def corrupt(self, prompt: list[int], rng: random.Random) -> Optional[list[int]]:
+        """A corrupted twin of ``prompt`` for circuit finding, or None when none is found.
+
+        Activation patching compares a model on a clean prompt with the same model on a
+        corrupted one and asks which edges carry the difference. The twin has the same
+        length, so every position lines up, and an answer of the same length that differs:
+        one of the tokens the answer is computed from (``source_positions``) is replaced by
+        another token seen at source positions of this task's prompts. Tasks whose sources
+        are too coarse for that override this (recall changes its query).
+        """
+        answer = self.solve(prompt)
+        sources = sorted({i for positions in self.source_positions(prompt, answer) for i in positions})
+        candidates = self.source_tokens()
+        if not sources or len(candidates) < 2:
+            return None
+        for _ in range(64):  # bounded: a few draws may leave the answer unchanged
+            i, token = rng.choice(sources), rng.choice(candidates)
+            if token == prompt[i]:
+                continue
+            twin = list(prompt)
+            twin[i] = token
+            if self.answer_differs(prompt, answer, twin):
+                return Prompt(twin, prompt.scored) if isinstance(prompt, Prompt) else twin
+        return None
+
+    def answer_differs(self, prompt: list[int], answer: list[int], twin: list[int]) -> bool:
+        """True when ``twin`` is a prompt this task can solve, of the same length as
+        ``prompt``, whose answer has answer's length but not its tokens."""
+        try:
+            twin_answer = self.solve(twin)
+        except (ValueError, IndexError):  # e.g. a bracket sequence that no longer parses
+            return False
+        return len(twin) == len(prompt) and len(twin_answer) == len(answer) and twin_answer != answer
+
+    def source_tokens(self) -> list[int]:
+        """The token ids found at source positions of this task's prompts (from a fixed
+        sample of 200, so the same on every machine): what ``corrupt`` may put there."""
+        rng, seen = random.Random(0), set()
+        for _ in range(200):
+            prompt = self.sample_prompt(rng)
+            for positions in self.source_positions(prompt, self.solve(prompt)):
+                seen.update(prompt[i] for i in positions)
+        return sorted(seen)
+
     @property
     def couples_positions(self) -> bool:
         """True when the task gives each token its own position id (``position_ids``)."""
