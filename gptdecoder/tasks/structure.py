@@ -104,24 +104,23 @@ class RecallTask(Task):
         pairs = prompt[: list(prompt).index(self.token("?"))]
         return [pairs[pairs.index(query) + 1]]
 
-    corruption = "the queried key swapped with another key of the prompt whose value differs"
+    corruption = "the queried key swapped with another key whose value differs (but in the final query)"
 
     def corrupt(self, prompt: list[int], rng: random.Random) -> Optional[list[int]]:
-        """Swap the queried key, among the pairs, with another key whose value differs: the
-        query now finds another pair, so the difference runs through the circuit that
-        matches the query against the keys -- in an induction circuit, the previous-token
-        head feeding the induction head's keys. (A new value in place of the answer would
-        only exercise the copying.) The queries after '?' stay as they are. None when every
-        key holds the same value."""
+        """Swap the queried key with another key whose value differs, everywhere but in the
+        final query: that query now finds another pair, so the difference runs through the
+        circuit that matches the query against the keys -- in an induction circuit, the
+        previous-token head feeding the induction head's keys. (A new value in place of the
+        answer would only exercise the copying.) Earlier queries are swapped too, so they
+        stay consistent with the pairs. None when every key holds the same value."""
         end = list(prompt).index(self.token("?"))
         query, answer = prompt[-1], self.solve(prompt)[0]
-        at = list(prompt[:end]).index(query)  # the queried key's place among the pairs
-        others = [i for i in range(0, end, 2) if prompt[i + 1] != answer]
+        others = [prompt[i] for i in range(0, end, 2) if prompt[i + 1] != answer]
         if not others:
             return None
         other = rng.choice(others)
-        twin = list(prompt)
-        twin[at], twin[other] = prompt[other], prompt[at]
+        swap = {query: other, other: query}
+        twin = [swap.get(t, t) for t in prompt[:-1]] + [query]
         return Prompt(twin, prompt.scored) if isinstance(prompt, Prompt) else twin
 
     def source_positions(self, prompt: list[int], answer: list[int]) -> list[list[int]]:
