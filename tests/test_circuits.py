@@ -19,7 +19,7 @@ from gptdecoder.lab.circuits import (
 )
 from gptdecoder import cli
 from gptdecoder.runs import load_model
-from gptdecoder.tasks import get_task
+from gptdecoder.tasks import TASKS, get_task
 
 
 def induction_model():
@@ -206,3 +206,35 @@ def test_kl_metric_and_a_trained_model(trained_sort):
     assert circuit.faithfulness >= 0.8 and circuit.n_edges < circuit.n_total
     kl = edge_scores(model, pairs, "eap-ig", metric="kl")
     assert kl.clean == pytest.approx(0.0, abs=1e-6) and kl.corrupted < 0
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_makes_corrupted_twins_of_the_same_length_with_another_answer(name):
+    task = get_task(name)
+    rng = random.Random(0)
+    made = 0
+    for _ in range(50):
+        prompt = task.sample_prompt(rng)
+        twin = task.corrupt(prompt, rng)
+        if twin is None:
+            continue
+        made += 1
+        assert len(twin) == len(prompt) and sum(a != b for a, b in zip(prompt, twin)) >= 1
+        answer, other = task.solve(prompt), task.solve(twin)
+        assert len(answer) == len(other) and answer != other
+    assert made >= 35  # dyck: a prompt with no open bracket has nothing to change
+
+
+def test_the_circuit_figure_draws_every_node_and_the_circuits_edges(tmp_path):
+    from gptdecoder.commands.files import save_figure
+    from gptdecoder.lab.circuit_figures import circuit_figure, node_places
+
+    model, pairs = planted("induction")
+    circuit = find_circuit(model, pairs)
+    fig = circuit_figure(circuit)
+    ax = fig.axes[0]
+    assert {t.get_text() for t in ax.texts} == set(node_places(circuit.graph))
+    assert len(ax.patches) == circuit.n_edges
+    assert ax.get_title() == "3 of 61 edges keep 100% of the logit difference"  # 16 + 30 + 7 + 8 edges
+    assert save_figure(fig, tmp_path / "circuit.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in save_figure(fig, tmp_path / "circuit.svg").read_bytes()[:500]
