@@ -123,6 +123,7 @@ def test_ablation_rows_and_table():
     rows = ablation_rows(1.0, scores)
     assert [(r["layer"], r["head"]) for r in rows] == [(0, 1), (0, 0), (1, 1), (1, 0)]  # biggest drop first
     assert rows[0]["drop"] == pytest.approx(0.8) and rows[-1]["drop"] == 0.0
+    assert ablation_rows(1.0, scores.tolist()) == rows  # nested lists (the explain report's) rank alike
     table = markdown_table(rows, 1.0, "zero")
     assert "| 0 | 1 | 0.200 | +0.800 |" in table and "-0.000" not in table
 

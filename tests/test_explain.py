@@ -1,5 +1,6 @@
-"""The explain report: its sentences and roles on fixed numbers (gptdecoder.lab.report), its
-figures, and the ``explain`` command end to end on a tiny trained sort run."""
+"""The explain report: its roles and sentences on fixed numbers (gptdecoder.lab.roles and .prose),
+its sections and formats (.report, .render), its figures, and the ``explain`` command end to end
+on a tiny trained sort run."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,10 +14,10 @@ import pytest
 from lab_runs import write_untrained_run
 
 from gptdecoder import cli
-from gptdecoder.lab.report import (
-    Findings, head_list, head_roles, heads_to_show, pct, plain_words, points, readable_stage, report_blocks,
-    report_dict, role_cells, span, to_html, to_markdown,
-)
+from gptdecoder.lab.prose import head_list, pct, plain_words, points, span
+from gptdecoder.lab.render import stylesheet, to_html, to_markdown
+from gptdecoder.lab.report import report_blocks, report_dict
+from gptdecoder.lab.roles import Findings, head_roles, heads_to_show, readable_stage, role_cells
 
 NAN = float("nan")
 
@@ -172,9 +173,16 @@ def test_the_answer_is_readable_at_the_first_stage_near_the_last():
 
 
 def test_attention_maps_show_the_most_harmful_heads_then_the_most_specialised():
-    assert heads_to_show(findings(), 2) == [(0, 0), (1, 1)]
+    f = findings()
+    assert heads_to_show(f.ablation_rows(), f.roles(), 2) == [(0, 0), (1, 1)]
     flat = findings(ablation=[[1.0, 1.0], [1.0, 1.0]])
-    assert heads_to_show(flat, 2) == [(0, 1), (1, 0)]  # previous_token 0.93, then source 0.80
+    # previous_token 0.93, then source 0.80
+    assert heads_to_show(flat.ablation_rows(), flat.roles(), 2) == [(0, 1), (1, 0)]
+
+
+def test_findings_are_built_once():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        findings().map_heads = [(1, 1)]
 
 
 # -- report.json, markdown and HTML ---------------------------------------------------------------
@@ -219,12 +227,24 @@ def test_markdown_has_every_section_with_tables_and_figures():
         assert f"- {sentence}" in text
 
 
+def test_a_new_section_is_one_more_function_in_SECTIONS(monkeypatch):
+    from gptdecoder.lab import report
+
+    def extra(f: Findings) -> report.Section:
+        return report.Section("Extra", [("p", f"{f.n_head} heads")], {"extra": {"n_head": f.n_head}})
+
+    monkeypatch.setattr(report, "SECTIONS", (*report.SECTIONS[:-1], extra, report.SECTIONS[-1]))
+    assert "## 7. Extra\n\n2 heads\n\n## 8. In plain words" in to_markdown(report_blocks(findings()))
+    assert list(report_dict(findings()))[-2:] == ["extra", "plain_words"]
+
+
 def test_html_is_one_page_with_embedded_figures_and_escaped_text():
     hostile = findings(task="<script>alert(1)</script>", example="a<b -> &")
     page = to_html(report_blocks(hostile), {"ablation.png": b"\x89PNG\r\n\x1a\n"}, title="explain")
     assert "<script>" not in page and "&lt;script&gt;" in page and "a&lt;b -&gt; &amp;" in page
     assert page.count("<img ") == 1 and 'src="data:image/png;base64,iVBORw' in page  # the PNG signature, base64
     assert not re.search(r"https?:", page) and "<link" not in page and "src=\"http" not in page
+    assert f"<style>\n{stylesheet()}</style>" in page and "font-family" in stylesheet()  # the package's CSS
 
 
 # -- figures --------------------------------------------------------------------------------------

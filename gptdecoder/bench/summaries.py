@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from gptdecoder.bench.cells import Cell, canonical, short
-from gptdecoder.lab.report import json_ready
+from gptdecoder.lab.render import json_ready
 from gptdecoder.storage import write_atomic
 
 # what the grid keeps of a task run's results.json -- in a cell's record, as row columns, as

@@ -6,7 +6,8 @@ the commands in ``gptdecoder.commands`` do that and call these.
 
 capture    capture_attention, patterns_from_cache, stack_patterns, example_views
 ablation   ablate_heads (zero / mean), patch_activations, head_ablation_scores,
-           encode_examples + exact_match, ablation_rows, markdown_table
+           encode_examples + exact_match, ablation_rows (the one ranking of heads by
+           ablation: ablate's table and explain's), markdown_table
 scores     head_scores (TransformerLens's previous-token / duplicate-token / induction
            detectors), repeated_random_tokens, source_positions + source_scores (attention
            on a task's sources), attention_rollout
@@ -17,8 +18,12 @@ figures    a run's matplotlib figures: attention heatmaps, answer distributions,
            head scores, the explain report's, training_figures
 bench_figures  a bench grid's: bench_figure, bench_length_figure
 views      bertviz adapters and the offline HTML attention viewer
-report     the explain report: each head's role and plain sentences from the numbers,
-           as markdown, JSON and one self-contained HTML page
+explain    the explain report's measurements: measure (model -> Findings), draw (its figures)
+roles      Findings and what its numbers mean: head_roles, which heads matter, heads_to_show
+prose      numbers as text (pct, points, head_list) and the "In plain words" sentences
+report     the report's SECTIONS: Findings -> blocks (report_blocks) and report.json (report_dict)
+render     blocks -> markdown and one self-contained HTML page (CSS in static/report.css),
+           json_ready for strict JSON
 
 Import from the module that holds a name (``from gptdecoder.lab.ablation import
 ablate_heads``): importing the lab's masks or ablation does not load matplotlib.

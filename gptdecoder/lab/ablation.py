@@ -9,11 +9,13 @@ reads as "run the model, but at hook point X do Y":
   clean run at one hook point, optionally only at some positions or heads.
 * ``head_ablation_scores`` -- held-out exact match with each head ablated in turn:
   which heads does the task depend on? (``python -m gptdecoder ablate`` prints it.)
+* ``ablation_rows`` -- those scores as the one ranking of heads, most harmful first
+  (``ablate``'s table and the explain report's both use it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -235,13 +237,17 @@ def head_ablation_scores(model: GPT, data: HeldOut, mode: str = "zero") -> tuple
     return exact_match(model, data), scores
 
 
-def ablation_rows(baseline: float, scores: torch.Tensor) -> list[dict]:
-    """One row per head, most harmful ablation first."""
-    rows = [
-        {"layer": layer, "head": head, "accuracy": float(scores[layer, head]),
-         "drop": round(baseline - float(scores[layer, head]), 6) + 0.0}  # + 0.0: no "-0.000"
-        for layer in range(scores.size(0)) for head in range(scores.size(1))
-    ]
+def ablation_rows(baseline: float, scores: Union[torch.Tensor, Sequence[Sequence[float]]]) -> list[dict]:
+    """One row per head, most harmful ablation first: layer, head, accuracy, drop.
+
+    ``scores`` is [layer][head] exact match with that head ablated (the tensor of
+    ``head_ablation_scores``, or the same as nested lists). The one ranking of heads by
+    ablation: the ``ablate`` command's table and the explain report's both come from it.
+    """
+    grid = scores.tolist() if isinstance(scores, torch.Tensor) else scores
+    # rounded, + 0.0: a drop of -1e-8 (float noise in equal accuracies) must read 0, not "-0.000"
+    rows = [{"layer": layer, "head": head, "accuracy": float(acc), "drop": round(float(baseline) - float(acc), 6) + 0.0}
+            for layer, row in enumerate(grid) for head, acc in enumerate(row)]
     return sorted(rows, key=lambda r: (-r["drop"], r["layer"], r["head"]))
 
 
