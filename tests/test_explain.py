@@ -14,7 +14,7 @@ import pytest
 from lab_runs import write_untrained_run
 
 from gptdecoder import cli
-from gptdecoder.lab.prose import head_list, pct, plain_words, points, span
+from gptdecoder.lab.prose import circuit_sentences, head_list, pct, plain_words, points, span
 from gptdecoder.lab.render import stylesheet, to_html, to_markdown
 from gptdecoder.lab.report import report_blocks, report_dict
 from gptdecoder.lab.roles import Findings, head_roles, heads_to_show, readable_stage, role_cells
@@ -44,6 +44,16 @@ def findings(**changes) -> Findings:
         example="012210 -> 001122", map_heads=[(0, 0), (1, 1)],
     )
     return dataclasses.replace(base, **changes)
+
+
+CIRCUIT = {  # as gptdecoder.lab.circuits.Circuit.to_dict() writes it
+    "edges": [{"sender": "L1H0", "receiver": "logits", "score": -6.5},
+              {"sender": "L0H1", "receiver": "L1H0.k", "score": -4.25},
+              {"sender": "embed", "receiver": "L0H1.v", "score": -3.0},
+              {"sender": "embed", "receiver": "L1H0.q", "score": -0.5}],
+    "n_edges": 4, "n_total": 61, "faithfulness": 0.94, "share": 0.9, "metric": "logit_diff", "method": "eap-ig",
+    "metric_clean": 7.25, "metric_corrupted": -7.5, "n_pairs": 256, "corruption": "one token replaced",
+}
 
 
 def sentence_about(sentences: list[str], start: str) -> str:
@@ -312,8 +322,12 @@ def test_explain_writes_the_report_files(explained):
     names = {p.name for p in explained.iterdir()}
     assert {"report.md", "report.html", "report.json", "ablation.png", "head_scores.png", "logit_lens.png",
             "attribution.png", "attention_maps.png"} <= names
+    assert {"circuit.png", "circuit.svg"} <= names
     data = json.loads((explained / "report.json").read_text())
-    assert set(data) == SECTIONS
+    assert set(data) == SECTIONS | {"circuit"}
+    circuit = data["circuit"]
+    assert circuit["faithfulness"] >= circuit["share"] == 0.9 and 0 < circuit["n_edges"] < circuit["n_total"] == 61
+    assert circuit["edges"] and {"sender", "receiver", "score"} == set(circuit["edges"][0])
     assert data["task"]["name"] == "sort" and data["model"]["n_layer"] == 2
     assert 0 < data["accuracy"]["examples"] <= 60
     assert len(data["ablation"]["heads"]) == 4 and len(data["roles"]["heads"]) == 4
@@ -336,8 +350,23 @@ def test_the_report_states_the_numbers_in_its_json(explained):
 def test_the_html_report_is_self_contained(explained):
     page = (explained / "report.html").read_text()
     assert not re.search(r"https?://", page)
-    assert page.count('src="data:image/png;base64,') == 5 and "<script" not in page
-    assert all(f"<h2>{n}." in page for n in range(1, 8))
+    assert page.count('src="data:image/png;base64,') == 6 and "<script" not in page
+    assert all(f"<h2>{n}." in page for n in range(1, 9)) and "<h2>7. Circuit</h2>" in page
+
+
+def test_no_circuit_keeps_the_report_without_its_section(trained_sort, explained, tmp_path):
+    out = tmp_path / "plain"
+    assert cli.main(["explain", "--run", str(trained_sort), "--examples", "60", "--out", str(out), "--no-circuit"]) == 0
+    assert not (out / "circuit.png").exists() and not (out / "circuit.svg").exists()
+    data = json.loads((out / "report.json").read_text())
+    assert set(data) == SECTIONS
+    full = json.loads((explained / "report.json").read_text())
+    assert {k: v for k, v in full.items() if k not in ("circuit", "plain_words")} == \
+        {k: v for k, v in data.items() if k != "plain_words"}
+    n = len(data["plain_words"])  # the circuit's sentences come last
+    assert full["plain_words"][:n] == data["plain_words"] and full["plain_words"][n].startswith("Circuit: ")
+    markdown = (out / "report.md").read_text()
+    assert "Circuit" not in markdown and "## 7. In plain words" in markdown
 
 
 def test_explain_on_an_untrained_run_and_bad_input(tmp_path, capsys):
@@ -356,3 +385,31 @@ def test_no_nan_reaches_the_report(explained):
     data = json.loads((explained / "report.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     for head in data["ablation"]["heads"]:
         assert math.isfinite(head["accuracy"])
+
+
+# -- the circuit -----------------------------------------------------------------------------------
+
+
+def test_the_circuit_sentences_say_who_reads_what_with_numbers():
+    sentences = circuit_sentences(findings(circuit=CIRCUIT))
+    assert sentences[0] == ("Circuit: 4 of 61 edges keep 94% of the logit difference between the clean and the "
+                            "corrupted answers (7.25 vs -7.50 on 256 pairs; corrupted prompts have one token replaced).")
+    assert "The answer is written by L1H0." in sentences
+    assert ("L1H0 reads L0H1 through its key input and the token embeddings through its query input."
+            in sentences)
+    assert "L0H1 reads the token embeddings through its value input." in sentences
+    assert sentence_about(sentences, "The strongest edge").startswith("The strongest edge, L1H0 -> logits, moves "
+                                                                        "the logit difference by about -6.50")
+    assert sentences[-1] == "The circuit does without L0H0 and L1H1."
+    assert sentences == plain_words(findings(circuit=CIRCUIT))[-len(sentences):]
+    assert circuit_sentences(findings(circuit={"skipped": "no pairs"})) == ["No circuit was traced: no pairs."]
+    assert circuit_sentences(findings()) == []
+
+
+def test_the_circuit_section_is_numbered_only_when_measured():
+    text = to_markdown(report_blocks(findings(circuit=CIRCUIT)))
+    assert "## 7. Circuit" in text and "## 8. In plain words" in text
+    assert "| L0H1 -> L1H0 | key | -4.25 |" in text and "](circuit.png)" in text
+    assert "4 of 61 edges keep 94% of the logit difference." in text
+    assert report_dict(findings(circuit=CIRCUIT))["circuit"]["n_edges"] == 4
+    assert "Circuit" not in to_markdown(report_blocks(findings())) and "circuit" not in report_dict(findings())

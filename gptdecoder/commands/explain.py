@@ -5,12 +5,14 @@ head costs; what each head does (previous-token, duplicate-token and induction s
 repeated random tokens and on the task's own sequences, and the task's source score,
 each beside what uniform attention would score); where the answer becomes readable
 (logit lens); which components write it (direct logit attribution); and the attention of
-the most important heads on one example. Then it writes, into DIR:
+the most important heads on one example; and the circuit: the edges of the computational
+graph that keep 90% of the logit difference between clean and corrupted prompts
+(gptdecoder.lab.circuits; ``--no-circuit`` leaves it out). Then it writes, into DIR:
 
     report.md     the report, with the figures linked
     report.html   the same as one self-contained page (figures embedded, no script, no network)
     report.json   every number the report states
-    *.png         the figures
+    *.png         the figures (circuit.svg too)
 
 The measurements and figures come from gptdecoder.lab.explain, what they mean from
 gptdecoder.lab.roles, the sentences from gptdecoder.lab.prose, the sections from
@@ -33,7 +35,7 @@ from gptdecoder.lab.capture import most_varied
 from gptdecoder.lab.explain import draw, measure
 from gptdecoder.lab.prose import plain_words
 from gptdecoder.lab.render import to_html, to_markdown
-from gptdecoder.lab.report import report_blocks, report_dict
+from gptdecoder.lab.report import ALSO_SVG, report_blocks, report_dict
 from gptdecoder.runs import load_model, task_for
 from gptdecoder.storage import write_atomic
 
@@ -43,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--examples", type=int, default=500, help="held-out examples to score (default 500)")
     parser.add_argument("--out", help="where to write the report (default: PATH/explain; required for "
                                       "other models)")
+    parser.add_argument("--no-circuit", action="store_true",
+                        help="leave out the circuit section (tracing it patches the model once per candidate)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
     if not examples:
         raise UserError(f"task {task.name!r} has no held-out examples to examine")
 
-    findings = measure(loaded.model, task, examples, loaded.description)
+    findings = measure(loaded.model, task, examples, loaded.description, circuit=not args.no_circuit)
     pictures = draw(findings, loaded.model, task, examples[most_varied(examples)])
     images = {name: save_figure(fig, out / name).read_bytes() for name, fig in pictures.items()}
+    for name in ALSO_SVG:
+        if name in pictures:
+            save_figure(pictures[name], out / Path(name).with_suffix(".svg"))
     blocks = report_blocks(findings)
     write_atomic(out / "report.md", to_markdown(blocks))
     write_atomic(out / "report.html", to_html(blocks, images, title=f"explain: {task.name}"))

@@ -9,11 +9,13 @@ command saves it as PNG and SVG.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
-from gptdecoder.lab.circuits import Circuit, Graph, sender_stage
+from gptdecoder.lab.circuits import Graph, circuit_nodes, sender_stage
 
 INPUT_COLOURS = {"q": "#1f77b4", "k": "#ff7f0e", "v": "#2ca02c", "": "#555555"}  # "": an MLP or the logits
 INPUT_NAMES = {"q": "query input", "k": "key input", "v": "value input", "": "MLP / logits input"}
@@ -39,16 +41,16 @@ def node_places(graph: Graph) -> dict[str, tuple[float, float]]:
     return places
 
 
-def circuit_figure(circuit: Circuit, title: str = "") -> Figure:
-    """The layered graph of ``circuit`` (see the module docstring)."""
-    graph = circuit.graph
+def circuit_figure(graph: Graph, edges: Sequence[tuple[str, str, float]], title: str = "") -> Figure:
+    """The layered graph of a circuit: ``edges`` (sender, receiver, score) of ``graph`` (see
+    the module docstring). ``Circuit.edges`` and report.json's edges both fit."""
     places = node_places(graph)
     width = max(len(row) for row in node_rows(graph))
     fig = Figure(figsize=(max(5.0, 1.25 * width + 1.5), 1.0 + 0.85 * len(node_rows(graph))), layout="constrained")
     ax = fig.subplots()
-    used = set(circuit.nodes())
-    biggest = max((abs(score) for _, _, score in circuit.edges), default=1.0) or 1.0
-    for sender, receiver, score in sorted(circuit.edges, key=lambda e: abs(e[2])):  # the strongest on top
+    used = set(circuit_nodes(edges))
+    biggest = max((abs(score) for _, _, score in edges), default=1.0) or 1.0
+    for sender, receiver, score in sorted(edges, key=lambda e: abs(e[2])):  # the strongest on top
         node, _, kind = receiver.partition(".")
         (x0, y0), (x1, y1) = places[sender], places[node]
         x1 += SIDE[kind]
@@ -69,14 +71,8 @@ def circuit_figure(circuit: Circuit, title: str = "") -> Figure:
     ax.set_xlim(-width / 2 - 0.1, width / 2 + 0.1)
     ax.set_ylim(-0.5, len(node_rows(graph)) - 0.5)
     ax.axis("off")
-    kinds = sorted({receiver.partition(".")[2] for _, receiver, _ in circuit.edges}, key=list(SIDE).index)
+    kinds = sorted({receiver.partition(".")[2] for _, receiver, _ in edges}, key=list(SIDE).index)
     ax.legend(handles=[Line2D([], [], color=INPUT_COLOURS[k], linewidth=2.5, label=INPUT_NAMES[k]) for k in kinds],
               loc="upper left", fontsize=8, frameon=False)
-    ax.set_title(title or circuit_title(circuit), fontsize=10)
+    ax.set_title(title, fontsize=10)
     return fig
-
-
-def circuit_title(circuit: Circuit) -> str:
-    """One line: the size of the circuit and the share of the metric it keeps."""
-    return (f"{circuit.n_edges} of {circuit.n_total} edges keep {100 * circuit.faithfulness:.0f}% "
-            f"of the {'logit difference' if circuit.metric == 'logit_diff' else 'behaviour (KL)'}")

@@ -419,13 +419,13 @@ class Circuit:
         return self.graph.n_edges
 
     def nodes(self) -> list[str]:
-        """The senders and receiver nodes (heads without their .q/.k/.v) the circuit touches."""
-        seen: list[str] = []
-        for sender, receiver, _ in self.edges:
-            for node in (sender, receiver.split(".")[0]):
-                if node not in seen:
-                    seen.append(node)
-        return seen
+        """The nodes the circuit touches (see ``circuit_nodes``)."""
+        return circuit_nodes(self.edges)
+
+    def title(self) -> str:
+        """One line: the size of the circuit and the share of the metric it keeps."""
+        from gptdecoder.lab.prose import circuit_title  # words live in prose; it imports nothing of this module
+        return circuit_title(self.to_dict())
 
     def to_dict(self) -> dict:
         return {
@@ -435,6 +435,30 @@ class Circuit:
             "metric_clean": round(self.clean, 6), "metric_corrupted": round(self.corrupted, 6),
             "n_pairs": self.n_pairs, "corruption": self.description,
         }
+
+
+def circuit_nodes(edges: Sequence[tuple[str, str, float]]) -> list[str]:
+    """The senders and receiving nodes (a head without its .q/.k/.v) of ``edges``, in order of appearance."""
+    seen: list[str] = []
+    for sender, receiver, _ in edges:
+        for node in (sender, receiver.split(".")[0]):
+            if node not in seen:
+                seen.append(node)
+    return seen
+
+
+def node_inputs(edges: Sequence[tuple[str, str, float]], n_layer: int) -> list[tuple[str, list[tuple[str, list[str], float]]]]:
+    """What each receiving node of a circuit reads, from the logits down:
+    [(node, [(sender, its inputs there e.g. ["v", "k"], the largest |score|), ...]), ...],
+    senders by their strongest edge first."""
+    reads: dict[str, dict[str, tuple[list[str], float]]] = {}
+    for sender, receiver, score in edges:
+        node, _, kind = receiver.partition(".")
+        kinds, best = reads.setdefault(node, {}).get(sender, ([], 0.0))
+        reads[node][sender] = (kinds + ([kind] if kind else []), max(best, abs(score)))
+    order = sorted(reads, key=lambda node: -receiver_stage(node, n_layer))
+    return [(node, sorted(((s, k, v) for s, (k, v) in reads[node].items()), key=lambda item: -item[2]))
+            for node in order]
 
 
 def _dangling(graph: Graph, keep: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from gptdecoder.errors import UserError
 from gptdecoder.lab.ablation import ablation_hooks, ablation_rows, encode_examples, exact_match, head_ablation_scores
 from gptdecoder.lab.capture import example_views, most_varied
 from gptdecoder.lab.lens import direct_logit_attribution, logit_lens
-from gptdecoder.lab.prose import head_caption, lens_labels
+from gptdecoder.lab.prose import circuit_title, head_caption, lens_labels
 from gptdecoder.lab.report import FIGURES
 from gptdecoder.lab.roles import ROLE_THRESHOLD, Findings, head_roles, heads_to_show, quiet_role_groups, role_cells
 from gptdecoder.lab.scores import (
@@ -97,8 +97,25 @@ def uniform_source_score(task: Task, examples: Sequence[Example]) -> float:
     return sum(shares) / len(shares) if shares else float("nan")
 
 
-def measure(model: GPT, task: Task, examples: Sequence[Example], description: str) -> Findings:
-    """Every number of the report, for ``model`` (``description`` names it) on ``examples`` of ``task``."""
+CIRCUIT_PAIRS = 256  # clean/corrupted pairs the circuit is traced on
+
+
+def measure_circuit(model: GPT, task: Task) -> dict:
+    """The circuit (``gptdecoder.lab.circuits.find_circuit``: EAP-IG scores, pruned to keep
+    90% of the logit difference) as report.json states it; {"skipped": why} when the task
+    makes no clean/corrupted pairs."""
+    from gptdecoder.lab.circuits import find_circuit, make_pairs
+
+    try:
+        pairs = make_pairs(task, CIRCUIT_PAIRS)
+    except ValueError as e:
+        return {"skipped": str(e)}
+    return find_circuit(model, pairs).to_dict()
+
+
+def measure(model: GPT, task: Task, examples: Sequence[Example], description: str, circuit: bool = True) -> Findings:
+    """Every number of the report, for ``model`` (``description`` names it) on ``examples`` of
+    ``task``; the circuit too unless ``circuit`` is False."""
     config = model.config
     data = encode_examples(examples, task)
     baseline, ablation = head_ablation_scores(model, data, "zero")
@@ -134,7 +151,7 @@ def measure(model: GPT, task: Task, examples: Sequence[Example], description: st
         lens_accuracy=lens["accuracy"].tolist(), lens_mean_rank=lens["mean_rank"].tolist(),
         attribution=attribution, example=f"{task.format(prompt)} -> {task.format(answer)}",
         map_heads=heads_to_show(ranking, roles, MAP_HEADS), threshold=ROLE_THRESHOLD, chance=chance,
-        group_ablation=group_ablation,
+        group_ablation=group_ablation, circuit=measure_circuit(model, task) if circuit else None,
     )
 
 
@@ -163,5 +180,12 @@ def draw(findings: Findings, model: GPT, task: Task, example: Example) -> dict:
             titles=[head_caption(findings, *head) for head in findings.map_heads],
             title=f"{task.name}: {findings.example}"),
     }
-    assert set(pictures) == set(FIGURES), "every figure the report shows is drawn"
+    if findings.circuit and "skipped" not in findings.circuit:
+        from gptdecoder.lab.circuit_figures import circuit_figure
+        from gptdecoder.lab.circuits import graph_of
+
+        edges = [(e["sender"], e["receiver"], e["score"]) for e in findings.circuit["edges"]]
+        pictures["circuit.png"] = circuit_figure(graph_of(model), edges,
+                                                 f"{task.name}: {circuit_title(findings.circuit)}")
+    assert set(pictures) <= set(FIGURES), "every figure drawn is one the report names"
     return pictures

@@ -338,9 +338,67 @@ def writer_sentences(findings: Findings) -> list[str]:
     return sentences
 
 
+# -- the circuit ----------------------------------------------------------------------------------
+
+NODE_WORDS = {"embed": "the token embeddings", "pos": "the position embeddings", "logits": "the answer (the logits)"}
+INPUT_WORDS = {"q": "query", "k": "key", "v": "value"}
+MAX_CIRCUIT_NODES = 5  # nodes whose inputs are described one by one
+
+
+def circuit_title(circuit: Mapping) -> str:
+    """'12 of 137 edges keep 96% of the logit difference' (a circuit's report.json entry)."""
+    metric = "logit difference" if circuit["metric"] == "logit_diff" else "behaviour (minus the KL divergence)"
+    return f"{circuit['n_edges']} of {circuit['n_total']} edges keep {pct(circuit['faithfulness'])} of the {metric}"
+
+
+def _reads(sender: str, kinds: Sequence[str]) -> str:
+    """'L0H2 through its key input', 'the token embeddings through its value and key inputs', 'MLP0'."""
+    name = NODE_WORDS.get(sender, sender)
+    if not kinds:
+        return name
+    inputs = join_words([INPUT_WORDS[k] for k in kinds])
+    return f"{name} through its {inputs} input{'s' if len(kinds) > 1 else ''}"
+
+
+def circuit_sentences(findings: Findings) -> list[str]:
+    """What the circuit is, in words: its size and faithfulness, who writes the answer, what
+    each node reads (from the answer down), and the heads it does without."""
+    circuit = findings.circuit
+    if not circuit:
+        return []
+    if "skipped" in circuit:
+        return [f"No circuit was traced: {circuit['skipped']}."]
+    from gptdecoder.lab.circuits import node_inputs  # no torch work: a function of the edge list
+
+    edges = [(e["sender"], e["receiver"], e["score"]) for e in circuit["edges"]]
+    sentences = [f"Circuit: {circuit_title(circuit)} between the clean and the corrupted answers "
+                 f"({circuit['metric_clean']:.2f} vs {circuit['metric_corrupted']:.2f} on {circuit['n_pairs']} "
+                 f"pairs; corrupted prompts have {circuit['corruption']})."]
+    reads = node_inputs(edges, findings.n_layer)
+    for node, inputs in reads[:MAX_CIRCUIT_NODES]:
+        listed = join_words([_reads(sender, kinds) for sender, kinds, _ in inputs])
+        if node == "logits":
+            sentences.append(f"The answer is written by {listed}.")
+        else:
+            sentences.append(f"{node} reads {listed}.")
+    if len(reads) > MAX_CIRCUIT_NODES:
+        more = len(reads) - MAX_CIRCUIT_NODES
+        sentences.append(f"... and the inputs of {more} more node{'s' if more > 1 else ''} (report.json lists every edge).")
+    if edges:
+        sender, receiver, score = max(edges, key=lambda e: abs(e[2]))
+        sentences.append(f"The strongest edge, {sender} -> {receiver}, moves the logit difference by about "
+                         f"{score:+.2f} when it alone is patched (estimated).")
+    used = {name for sender, receiver, _ in edges for name in (sender, receiver.split(".")[0])}
+    unused = [(layer, head) for layer in range(findings.n_layer) for head in range(findings.n_head)
+              if head_name(layer, head) not in used]
+    if unused:
+        sentences.append(f"The circuit does without {head_list(unused)}.")
+    return sentences
+
+
 # The parts of "In plain words", in the order they are said.
 PLAIN_WORDS: tuple[Callable[[Findings], list[str]], ...] = (
-    accuracy_sentences, ablation_sentences, role_sentences, lens_sentences, writer_sentences,
+    accuracy_sentences, ablation_sentences, role_sentences, lens_sentences, writer_sentences, circuit_sentences,
 )
 
 

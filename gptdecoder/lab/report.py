@@ -21,10 +21,10 @@ The formats (gptdecoder.lab.render) need no change. No torch and no matplotlib h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from gptdecoder.lab.prose import (
-    SCORE_LABELS, join_words, lens_labels, pct, plain_words, points, role_cell, score_text, signed,
+    INPUT_WORDS, SCORE_LABELS, circuit_title, join_words, lens_labels, pct, plain_words, points, role_cell, score_text, signed,
 )
 from gptdecoder.lab.render import Block, figure, json_ready, table
 from gptdecoder.lab.roles import (
@@ -40,7 +40,9 @@ FIGURES = {  # file name -> alt text; gptdecoder.lab.explain.draw draws each of 
     "logit_lens.png": "logit lens: accuracy and mean rank of the correct token after each block",
     "attribution.png": "direct logit attribution per head, attention bias and MLP",
     "attention_maps.png": "attention patterns of the most important heads on one held-out example",
+    "circuit.png": "the circuit: the edges that keep the answer, nodes in rows by layer",
 }
+ALSO_SVG = ("circuit.png",)  # figures also written as SVG (a graph scales; people put it in slides)
 
 
 @dataclass(frozen=True)
@@ -181,24 +183,55 @@ def attention_maps_section(findings: Findings) -> Section:
     )
 
 
+def circuit_section(findings: Findings) -> Optional[Section]:
+    """The measured circuit (None, no section, when it was not measured: --no-circuit)."""
+    circuit = findings.circuit
+    if circuit is None:
+        return None
+    if "skipped" in circuit:
+        return Section("Circuit", [("p", f"No circuit was traced: {circuit['skipped']}.")], {"circuit": circuit})
+    shown, note = _cut(circuit["edges"], "edges")
+    return Section(
+        "Circuit",
+        [("p", f"Which edges of the computational graph carry the task. Each held-out prompt is paired with a "
+               f"corrupted twin of the same length ({circuit['corruption']}), and the metric is the logit of the "
+               f"clean answer token minus that of the corrupted one, over the answer positions where they differ "
+               f"({circuit['metric_clean']:.2f} on clean prompts, {circuit['metric_corrupted']:.2f} on corrupted "
+               f"ones; {circuit['n_pairs']} pairs). An edge runs from a component that writes into the residual "
+               f"stream (the embeddings, a head, an MLP) to one that reads it later (a head's query, key or value "
+               f"input, an MLP, the logits). Every edge is scored by {METHOD_WORDS[circuit['method']]}; the circuit "
+               f"is the fewest edges, in score order and then pruned one by one from the logits down (as ACDC "
+               f"does), that keep {pct(circuit['share'])} of the metric when every other edge reads its corrupted "
+               f"value. {circuit_title(circuit)}."),
+         table(["edge", "input", "score"],
+               [[f"{e['sender']} -> {e['receiver'].split('.')[0]}", INPUT_WORDS.get(e["receiver"].partition(".")[2], ""),
+                 signed(e["score"])] for e in shown], note),
+         _figure("circuit.png")],
+        {"circuit": circuit},
+    )
+
+
 def plain_words_section(findings: Findings) -> Section:
     sentences = plain_words(findings)
     return Section("In plain words", [("bullets", sentences)], {"plain_words": sentences})
 
 
 # The numbered sections, in report order ("In plain words" last: it sums up the others).
-SECTIONS: tuple[Callable[[Findings], Section], ...] = (
+# A section that returns None is left out (and the later ones numbered on).
+SECTIONS: tuple[Callable[[Findings], Optional[Section]], ...] = (
     accuracy_section, ablation_section, roles_section, logit_lens_section, attribution_section,
-    attention_maps_section, plain_words_section,
+    attention_maps_section, circuit_section, plain_words_section,
 )
+METHOD_WORDS = {"eap-ig": "EAP-IG (edge attribution patching with integrated gradients, Hanna et al. 2024)",
+                "eap": "EAP (edge attribution patching, Syed et al. 2023)", "exact": "patching it alone"}
 
 
 def report_blocks(findings: Findings) -> list[Block]:
     """The whole report as format-neutral blocks: the opening, then each section under its numbered heading."""
     first = opening(findings)
     blocks: list[Block] = [("h1", first.title), *first.blocks]
-    for number, make in enumerate(SECTIONS, 1):
-        section = make(findings)
+    sections = [section for section in (make(findings) for make in SECTIONS) if section is not None]
+    for number, section in enumerate(sections, 1):
         blocks += [("h2", f"{number}. {section.title}"), *section.blocks]
     return blocks
 
@@ -207,5 +240,7 @@ def report_dict(findings: Findings) -> dict:
     """Everything the report states, by section, as JSON-ready values (NaN becomes null)."""
     data: dict = {}
     for make in (opening, *SECTIONS):
-        data.update(make(findings).data)
+        section = make(findings)
+        if section is not None:
+            data.update(section.data)
     return json_ready(data)

@@ -91,6 +91,9 @@ class Findings:
     chance: dict[str, float] = field(default_factory=dict)
     # role -> exact match with all heads of that role zero-ablated at once (roles of 2+ heads)
     group_ablation: dict[str, float] = field(default_factory=dict)
+    # the circuit (gptdecoder.lab.circuits.Circuit.to_dict()); None: not measured (--no-circuit);
+    # {"skipped": why} when the task gave no clean/corrupted pairs
+    circuit: Optional[dict] = None
 
     def roles(self) -> list[dict]:
         """``head_roles`` of these findings."""
