@@ -18,6 +18,11 @@ figures    a run's matplotlib figures: attention heatmaps, answer distributions,
            head scores, the explain report's, training_figures
 bench_figures  a bench grid's: bench_figure, bench_length_figure
 views      bertviz adapters and the offline HTML attention viewer
+circuits   the computational graph (embeddings, heads' q/k/v inputs, MLPs, logits) and its
+           edges: clean/corrupted pairs (make_pairs), edge_scores (EAP, EAP-IG, exact
+           patching), find_circuit (pruned to a share of the metric, with faithfulness),
+           edge_roc_auc against a known circuit
+circuit_figures  circuit_figure: the circuit as a layered graph
 explain    the explain report's measurements: measure (model -> Findings), draw (its figures)
 roles      Findings and what its numbers mean: head_roles, which heads matter, heads_to_show
 prose      numbers as text (pct, points, head_list) and the "In plain words" sentences
