@@ -393,7 +393,7 @@ def test_no_nan_reaches_the_report(explained):
 def test_the_circuit_sentences_say_who_reads_what_with_numbers():
     sentences = circuit_sentences(findings(circuit=CIRCUIT))
     assert sentences[0] == ("Circuit: 4 of 61 edges keep 94% of the logit difference between the clean and the "
-                            "corrupted answers (7.25 vs -7.50 on 256 pairs; corrupted prompts have one token replaced).")
+                            "corrupted answers (7.25 vs -7.50 on 256 pairs; corrupted prompts: one token replaced).")
     assert "The answer is written by L1H0." in sentences
     assert ("L1H0 reads L0H1 through its key input and the token embeddings through its query input."
             in sentences)

@@ -351,13 +351,19 @@ def circuit_title(circuit: Mapping) -> str:
     return f"{circuit['n_edges']} of {circuit['n_total']} edges keep {pct(circuit['faithfulness'])} of the {metric}"
 
 
-def _reads(sender: str, kinds: Sequence[str]) -> str:
-    """'L0H2 through its key input', 'the token embeddings through its value and key inputs', 'MLP0'."""
-    name = NODE_WORDS.get(sender, sender)
-    if not kinds:
-        return name
-    inputs = join_words([INPUT_WORDS[k] for k in kinds])
-    return f"{name} through its {inputs} input{'s' if len(kinds) > 1 else ''}"
+def _reads(inputs: Sequence[tuple[str, Sequence[str], float]]) -> str:
+    """What a node reads, senders grouped by the inputs they enter: 'L0H7 and MLP0 through
+    its query input and the token embeddings through its value and key inputs'."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for sender, kinds, _ in inputs:  # strongest first; a group sits where its first sender does
+        groups.setdefault(tuple(kinds), []).append(NODE_WORDS.get(sender, sender))
+    parts = []
+    for kinds, senders in groups.items():
+        names = join_words(senders)
+        if kinds:
+            names += f" through its {join_words([INPUT_WORDS[k] for k in kinds])} input{'s' if len(kinds) > 1 else ''}"
+        parts.append(names)
+    return join_words(parts) if len(parts) <= 2 else "; ".join(parts)
 
 
 def circuit_sentences(findings: Findings) -> list[str]:
@@ -373,10 +379,10 @@ def circuit_sentences(findings: Findings) -> list[str]:
     edges = [(e["sender"], e["receiver"], e["score"]) for e in circuit["edges"]]
     sentences = [f"Circuit: {circuit_title(circuit)} between the clean and the corrupted answers "
                  f"({circuit['metric_clean']:.2f} vs {circuit['metric_corrupted']:.2f} on {circuit['n_pairs']} "
-                 f"pairs; corrupted prompts have {circuit['corruption']})."]
+                 f"pairs; corrupted prompts: {circuit['corruption']})."]
     reads = node_inputs(edges, findings.n_layer)
     for node, inputs in reads[:MAX_CIRCUIT_NODES]:
-        listed = join_words([_reads(sender, kinds) for sender, kinds, _ in inputs])
+        listed = _reads(inputs)
         if node == "logits":
             sentences.append(f"The answer is written by {listed}.")
         else:

@@ -103,7 +103,7 @@ class Task:
         return [[] for _ in answer]
 
     # What ``corrupt`` changes, in words (the circuit report says it).
-    corruption: ClassVar[str] = "one token the answer is computed from, replaced by another"
+    corruption: ClassVar[str] = "one token the answer is computed from replaced by another"
 
     def corrupt(self, prompt: list[int], rng: random.Random) -> Optional[list[int]]:
         """A corrupted twin of ``prompt`` for circuit finding, or None when none is found.

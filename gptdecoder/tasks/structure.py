@@ -104,7 +104,7 @@ class RecallTask(Task):
         pairs = prompt[: list(prompt).index(self.token("?"))]
         return [pairs[pairs.index(query) + 1]]
 
-    corruption = "the queried key swapped with another key whose value differs (but in the final query)"
+    corruption = "the queried key and a key with another value swapped, except in the final query"
 
     def corrupt(self, prompt: list[int], rng: random.Random) -> Optional[list[int]]:
         """Swap the queried key with another key whose value differs, everywhere but in the
