@@ -362,8 +362,8 @@ def test_explain_report_renders_offline(browser, tmp_path):
     with opened(browser, run / "explain" / "report.html") as page:
         images = page.page.eval_on_selector_all(
             "img", "imgs => imgs.map(img => [img.complete && img.naturalWidth > 0, img.src.slice(0, 22)])")
-        assert images == [[True, "data:image/png;base64,"]] * 5
-        assert page.page.locator("h2").count() == 7
+        assert images == [[True, "data:image/png;base64,"]] * 6  # the circuit's figure too
+        assert page.page.locator("h2").count() == 8
         assert page.page.locator("ul li").count() >= 2  # the plain-words sentences
         assert_offline_and_clean(page)
 
