@@ -16,7 +16,8 @@ from conftest import tiny_model
 from planted import Layout, copy_slots, plant_ov, plant_qk, plant_readout, planted_gpt, previous_token_qk
 from gptdecoder.lab.ablation import exact_match
 from gptdecoder.lab.circuits import (
-    edge_roc_auc, edge_scores, find_circuit, graph_of, make_pairs, pairs_from_examples,
+    GraphRun, baseline, edge_roc_auc, edge_scores, find_circuit, graph_of, logit_difference, make_pairs,
+    pairs_from_examples, run_graph,
 )
 from gptdecoder import cli
 from gptdecoder.runs import load_model
@@ -148,19 +149,56 @@ def test_the_distractor_attends_like_the_real_head_but_carries_nothing():
     assert real > 1.0 and abs(exact.node_scores()["L0H1"]) < 1e-3 * real
 
 
-def test_exact_patching_of_the_whole_circuit_reproduces_the_corrupted_run():
-    """Patching every edge is the corrupted run; patching none is the clean run."""
+@pytest.mark.parametrize("pos_encoding", ["learned", "rope", "alibi", "nope"])
+def test_patching_every_edge_is_the_corrupted_run_and_none_the_clean_run(pos_encoding):
+    model = tiny_model(vocab_size=6, block_size=8, n_layer=2, n_head=2, d_model=16, pos_encoding=pos_encoding, noise=0.1)
+    rng = random.Random(0)
+    clean = [([rng.randrange(5) for _ in range(6)], [rng.randrange(5)]) for _ in range(8)]
+    corrupted = [(p[:2] + [(p[2] + 1) % 5] + p[3:], [(a[0] + 1) % 5]) for p, a in clean]
+    pairs = pairs_from_examples(clean, corrupted)
+    base = baseline(model, pairs)
+    logits = {}
+    for name, patched in (("all", base.graph.allowed), ("none", torch.zeros_like(base.graph.allowed))):
+        run = GraphRun(base.graph, base.corrupted_outputs, patched)
+        logits[name] = run_graph(model, pairs.clean, run)
+    torch.testing.assert_close(logits["all"], model(pairs.corrupted.x)[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits["none"], model(pairs.clean.x)[0], atol=1e-5, rtol=1e-5)
+    assert ("pos" in base.graph.senders) == (pos_encoding == "learned")
+
+    # one edge patched = that head's own input moved by (corrupted - clean) output of the sender, by hand
+    exact = edge_scores(model, pairs, "exact")
+    s, r = base.graph.edge_index("L0H1", "L1H0.k")
+    shift = (base.corrupted_outputs[s] - base.clean_outputs[s])  # (N, T, C)
+
+    def move_head_0(x, hook):
+        x = x.clone()
+        x[:, :, 0] += shift
+        return x
+
+    model.set_use_split_qkv_input(True)
+    with torch.no_grad(), model.hooks([("blocks.1.hook_k_input", move_head_0)]):
+        by_hand = logit_difference(model(pairs.clean.x)[0], pairs)
+    model.set_use_split_qkv_input(False)
+    assert float(exact.scores[s, r]) == pytest.approx(float(by_hand) - exact.clean, abs=1e-5)
+
+
+def test_bad_pairs_and_scores_are_refused():
     model, pairs = planted("induction")
-    graph = graph_of(model)
-    scores = edge_scores(model, pairs, "eap")
-    from gptdecoder.lab.circuits import corrupted_outputs, metric_fn, patched_metric, run_graph, GraphRun
-    corrupted, corrupted_logits = corrupted_outputs(model, pairs)
-    measure = metric_fn("logit_diff", pairs, run_graph(model, pairs.clean, GraphRun(graph)))
-    everything = patched_metric(model, pairs, corrupted, graph.allowed, measure)
-    nothing = patched_metric(model, pairs, corrupted, torch.zeros_like(graph.allowed), measure)
-    assert everything == pytest.approx(scores.corrupted, abs=1e-4)
-    assert nothing == pytest.approx(scores.clean, abs=1e-4)
-    assert scores.clean > 5 and scores.corrupted < -5
+    with pytest.raises(ValueError, match="prompt and answer lengths"):
+        pairs_from_examples([([1, 2, 3], [4])], [([1, 2], [5, 6])])
+    same = pairs_from_examples([([1, 2, 3], [4])], [([1, 2, 3], [5])])
+    with pytest.raises(ValueError, match="no difference to trace"):  # the same input: every metric is equal
+        edge_scores(model, same)
+    with pytest.raises(ValueError, match="EAP score would be 0"):
+        edge_scores(model, pairs, "eap", metric="kl")
+    kl = edge_scores(model, pairs, "eap-ig", metric="kl")
+    with pytest.raises(ValueError, match="another graph or metric"):
+        find_circuit(model, pairs, scores=kl)  # the default metric is the logit difference
+    model.train()
+    scores = edge_scores(model, pairs)
+    assert model.training  # the mode is put back
+    model.requires_grad_(False)  # a frozen model still gets its gradients at the receivers
+    torch.testing.assert_close(edge_scores(model, pairs).scores, scores.scores)
 
 
 def test_the_graph_counts_edges_as_acdc_does():
@@ -229,10 +267,11 @@ def test_every_task_makes_corrupted_twins_of_the_same_length_with_another_answer
 def test_the_circuit_figure_draws_every_node_and_the_circuits_edges(tmp_path):
     from gptdecoder.commands.files import save_figure
     from gptdecoder.lab.circuit_figures import circuit_figure, node_places
+    from gptdecoder.lab.prose import circuit_title
 
     model, pairs = planted("induction")
     circuit = find_circuit(model, pairs)
-    fig = circuit_figure(circuit.graph, circuit.edges, circuit.title())
+    fig = circuit_figure(circuit.graph, circuit.edges, circuit_title(circuit))
     ax = fig.axes[0]
     assert {t.get_text() for t in ax.texts} == set(node_places(circuit.graph))
     assert len(ax.patches) == circuit.n_edges

@@ -38,6 +38,7 @@ Everything here is a pure function of a model and pairs; nothing is printed or w
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
@@ -52,7 +53,7 @@ from gptdecoder.tasks import Example, Task
 METHODS = ("eap", "eap-ig", "exact")
 METRICS = ("logit_diff", "kl")
 DEFAULT_SHARE = 0.9  # the share of the metric a circuit must keep
-IG_STEPS = 5  # interpolation points for EAP-IG (Hanna et al. use 5)
+IG_STEPS = 5  # interpolation points for EAP-IG, at the midpoints (k + 1/2) / steps of the path
 
 
 # -- the graph -------------------------------------------------------------------------------
@@ -67,7 +68,7 @@ class Graph:
     n_head: int
     senders: tuple[str, ...]
     receivers: tuple[str, ...]
-    allowed: torch.Tensor  # (S, R) bool
+    allowed: torch.Tensor = field(compare=False)  # (S, R) bool (the names decide equality)
 
     @property
     def n_edges(self) -> int:
@@ -78,6 +79,9 @@ class Graph:
         return [(self.senders[s], self.receivers[r]) for s, r in self.allowed.nonzero().tolist()]
 
     def edge_index(self, sender: str, receiver: str) -> tuple[int, int]:
+        if sender not in self.senders or receiver not in self.receivers:
+            raise ValueError(f"no edge {sender} -> {receiver}: senders are {', '.join(self.senders)}; receivers are "
+                             f"each head's .q/.k/.v, each MLP and logits")
         s, r = self.senders.index(sender), self.receivers.index(receiver)
         if not self.allowed[s, r]:
             raise ValueError(f"no edge {sender} -> {receiver}: the sender is not written before the receiver reads")
@@ -152,9 +156,12 @@ def pairs_from_examples(clean: Sequence[Example], corrupted: Sequence[Example], 
     if len(clean) != len(corrupted) or not clean:
         raise ValueError(f"{len(clean)} clean and {len(corrupted)} corrupted examples: expected as many, at least one")
     for (p, a), (q, b) in zip(clean, corrupted):
-        if len(p) + len(a) != len(q) + len(b):
-            raise ValueError(f"a corrupted example must have its clean one's length: {len(p) + len(a)} vs {len(q) + len(b)}")
+        if len(p) != len(q) or len(a) != len(b):
+            raise ValueError(f"a corrupted example must have its clean one's prompt and answer lengths: "
+                             f"{len(p)}+{len(a)} vs {len(q)}+{len(b)} tokens")
     c, d = encode_examples(clean, task), encode_examples(corrupted, task)
+    if (c.pos is None) != (d.pos is None) or (c.pos is not None and not torch.equal(c.pos, d.pos)):
+        raise ValueError("a corrupted example must have its clean one's position ids (no sender carries positions given as ids)")
     differs = (c.mask == 1) & (c.y != d.y) & (c.y >= 0)
     if not bool(differs.any()):
         raise ValueError("no answer token differs between the clean and the corrupted examples: nothing to trace")
@@ -172,8 +179,10 @@ def make_pairs(task: Task, n: int = 256, seed: int = 0) -> Pairs:
     corrupted: list[Example] = []
     for examples in (variant.test_examples(n, seed), variant.train_examples(n, seed)):
         for prompt, answer in examples:
+            if len(clean) == n:
+                break
             twin = variant.corrupt(prompt, rng)
-            if twin is not None and len(clean) < n:
+            if twin is not None:
                 clean.append((prompt, answer))
                 corrupted.append((twin, variant.solve(twin)))
     if not clean:
@@ -273,8 +282,10 @@ class GraphRun:
                     x = x + torch.einsum("sbtc,sn->btnc", delta, weights)
                 else:
                     x = x + torch.einsum("sbtc,s->btc", delta, weights[:, 0])
-            if self.tap:
-                x = x.clone()  # a tensor of its own: its gradient is this receiver's alone
+            if self.tap:  # a tensor of its own: its gradient is this receiver's alone
+                # (still on the graph, so earlier receivers' gradients flow through it; a model
+                # whose parameters need no gradient gets one started here)
+                x = x.clone() if x.requires_grad else x.detach().clone().requires_grad_(True)
                 self.taps.append((indices, x))
             return x
         return read
@@ -285,14 +296,6 @@ def run_graph(model: GPT, data: HeldOut, run: GraphRun) -> torch.Tensor:
     with split_heads(model), model.hooks(run.hooks()):
         logits, _ = model(data.x, position_ids=data.pos)
     return logits
-
-
-@torch.no_grad()
-def corrupted_outputs(model: GPT, pairs: Pairs) -> tuple[torch.Tensor, torch.Tensor]:
-    """(every sender's output on the corrupted prompts (S, N, T, C), their logits)."""
-    run = GraphRun(graph_of(model))
-    logits = run_graph(model, pairs.corrupted, run)
-    return torch.stack(run.outputs), logits
 
 
 # -- scores ----------------------------------------------------------------------------------
@@ -322,70 +325,108 @@ class EdgeScores:
         return {name: float(self.scores[i].sum()) for i, name in enumerate(self.graph.senders)}
 
 
-def _gradient_scores(model: GPT, pairs: Pairs, graph: Graph, corrupted: torch.Tensor, metric: str,
-                     alphas: Sequence[float]) -> tuple[torch.Tensor, float]:
-    """(corrupted - clean outputs) . the metric's gradient at each receiver, the gradient
-    averaged over the inputs clean + alpha * (corrupted - clean) for each alpha; and the
-    clean metric."""
-    S, R = graph.allowed.shape
-    n_inputs = 2 if "pos" in graph.senders else 1
-    with torch.no_grad():
-        clean_run = GraphRun(graph)
-        clean_logits = run_graph(model, pairs.clean, clean_run)
-        clean = torch.stack(clean_run.outputs)
+@dataclass(frozen=True)
+class Baseline:
+    """What every score and circuit is measured against, computed once per (model, pairs):
+    the graph, the pairs on the model's device, every sender's clean and corrupted output
+    (S, N, T, C), the metric function and its clean and corrupted values."""
+
+    graph: Graph
+    pairs: Pairs
+    clean_outputs: torch.Tensor
+    corrupted_outputs: torch.Tensor
+    measure: Callable[[torch.Tensor], torch.Tensor]
+    metric: str
+    clean: float
+    corrupted: float
+
+    def faithfulness(self, value: float) -> float:
+        """The share of the clean-vs-corrupted difference that ``value`` keeps."""
+        return (value - self.corrupted) / (self.clean - self.corrupted)
+
+
+@torch.no_grad()
+def baseline(model: GPT, pairs: Pairs, metric: str = "logit_diff") -> Baseline:
+    """The clean and the corrupted runs; ValueError when the metric does not tell them apart
+    (identical pairs, an untrained model): there is then nothing to trace."""
+    graph = graph_of(model)
+    pairs = pairs.to(next(model.parameters()).device)
+    clean_run, corrupted_run = GraphRun(graph), GraphRun(graph)
+    clean_logits = run_graph(model, pairs.clean, clean_run)
+    corrupted_logits = run_graph(model, pairs.corrupted, corrupted_run)
     measure = metric_fn(metric, pairs, clean_logits)
-    delta = corrupted - clean  # (S, N, T, C)
-    scores = torch.zeros(S, R)
+    clean, corrupted = float(measure(clean_logits)), float(measure(corrupted_logits))
+    if not math.isfinite(clean - corrupted) or abs(clean - corrupted) <= 1e-6 * max(1.0, abs(clean)):
+        raise ValueError(f"the metric ({metric}) is {clean:.4g} on the clean prompts and {corrupted:.4g} on the "
+                         f"corrupted ones: no difference to trace")
+    return Baseline(graph, pairs, torch.stack(clean_run.outputs), torch.stack(corrupted_run.outputs), measure, metric,
+                    clean, corrupted)
+
+
+@contextlib.contextmanager
+def evaluating(model: GPT) -> Iterator[None]:
+    """The model in eval mode (no dropout) for the with-block, then back in its own mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _gradient_scores(model: GPT, base: Baseline, alphas: Sequence[float]) -> torch.Tensor:
+    """(corrupted - clean outputs) . the metric's gradient at each receiver, the gradient
+    averaged over the inputs clean + alpha * (corrupted - clean), one pass per alpha."""
+    graph, pairs = base.graph, base.pairs
+    n_inputs = 2 if "pos" in graph.senders else 1
+    delta = base.corrupted_outputs - base.clean_outputs  # (S, N, T, C)
+    scores = torch.zeros(graph.allowed.shape)
     for alpha in alphas:
         def interpolate(i: int, x: torch.Tensor, alpha=alpha) -> torch.Tensor:
             return x + alpha * delta[i] if i < n_inputs else x
         run = GraphRun(graph, tap=True, inputs=interpolate if alpha else None)
         with torch.enable_grad():
-            value = measure(run_graph(model, pairs.clean, run))
-            grads = torch.autograd.grad(value, [t for _, t in run.taps])
-        for (indices, _), grad in zip(run.taps, grads):
+            value = base.measure(run_graph(model, pairs.clean, run))
+            # a receiver the metric does not depend on at all (e.g. the answer is read before it) gets no gradient
+            grads = torch.autograd.grad(value, [t for _, t in run.taps], allow_unused=True)
+        for (indices, tap), grad in zip(run.taps, grads):
+            grad = torch.zeros_like(tap) if grad is None else grad
             if grad.dim() == 4:  # (B, T, nh, C): one receiver per head
                 scores[:, indices] += torch.einsum("sbtc,btnc->sn", delta, grad).float().cpu() / len(alphas)
             else:
                 scores[:, indices[0]] += torch.einsum("sbtc,btc->s", delta, grad).float().cpu() / len(alphas)
-    return scores * graph.allowed, float(measure(clean_logits))
+    return scores * graph.allowed
 
 
 @torch.no_grad()
-def patched_metric(model: GPT, pairs: Pairs, corrupted: torch.Tensor, patched: torch.Tensor,
-                   measure: Callable[[torch.Tensor], torch.Tensor]) -> float:
+def patched_metric(model: GPT, base: Baseline, patched: torch.Tensor) -> float:
     """The metric with the edges where ``patched`` (S, R) is True read from the corrupted run."""
-    graph = graph_of(model)
-    logits = run_graph(model, pairs.clean, GraphRun(graph, corrupted, patched.to(corrupted.device)))
-    return float(measure(logits))
+    run = GraphRun(base.graph, base.corrupted_outputs, patched.to(base.corrupted_outputs.device))
+    return float(base.measure(run_graph(model, base.pairs.clean, run)))
 
 
 def edge_scores(model: GPT, pairs: Pairs, method: str = "eap", metric: str = "logit_diff",
-                steps: int = IG_STEPS) -> EdgeScores:
+                steps: int = IG_STEPS, base: Optional[Baseline] = None) -> EdgeScores:
     """Every edge's effect on the metric when patched: estimated ("eap", "eap-ig") or measured ("exact")."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {', '.join(METHODS)}")
-    model.eval()
-    device = next(model.parameters()).device
-    pairs = pairs.to(device)
-    graph = graph_of(model)
-    corrupted, corrupted_logits = corrupted_outputs(model, pairs)
-    if method == "exact":
-        with torch.no_grad():
-            clean_logits = run_graph(model, pairs.clean, GraphRun(graph))
-        measure = metric_fn(metric, pairs, clean_logits)
-        clean = float(measure(clean_logits))
-        scores = torch.zeros(graph.allowed.shape)
-        for s, r in graph.allowed.nonzero().tolist():
-            one = torch.zeros_like(graph.allowed)
-            one[s, r] = True
-            scores[s, r] = patched_metric(model, pairs, corrupted, one, measure) - clean
-    else:
-        alphas = [0.0] if method == "eap" else [(k + 0.5) / steps for k in range(steps)]
-        scores, clean = _gradient_scores(model, pairs, graph, corrupted, metric, alphas)
-        with torch.no_grad():
-            measure = metric_fn(metric, pairs, run_graph(model, pairs.clean, GraphRun(graph)))
-    return EdgeScores(graph, scores, method, metric, clean, float(measure(corrupted_logits)))
+    if method == "eap" and metric == "kl":
+        raise ValueError("method='eap' with metric='kl': the KL divergence's gradient is 0 at the clean run, so every "
+                         "EAP score would be 0; use method='eap-ig' or 'exact'")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r}: expected a positive integer")
+    with evaluating(model):
+        base = base if base is not None else baseline(model, pairs, metric)
+        if method == "exact":
+            scores = torch.zeros(base.graph.allowed.shape)
+            for s, r in base.graph.allowed.nonzero().tolist():
+                one = torch.zeros_like(base.graph.allowed)
+                one[s, r] = True
+                scores[s, r] = patched_metric(model, base, one) - base.clean
+        else:
+            alphas = [0.0] if method == "eap" else [(k + 0.5) / steps for k in range(steps)]
+            scores = _gradient_scores(model, base, alphas)
+    return EdgeScores(base.graph, scores, method, base.metric, base.clean, base.corrupted)
 
 
 # -- circuits --------------------------------------------------------------------------------
@@ -422,11 +463,6 @@ class Circuit:
         """The nodes the circuit touches (see ``circuit_nodes``)."""
         return circuit_nodes(self.edges)
 
-    def title(self) -> str:
-        """One line: the size of the circuit and the share of the metric it keeps."""
-        from gptdecoder.lab.prose import circuit_title  # words live in prose; it imports nothing of this module
-        return circuit_title(self.to_dict())
-
     def to_dict(self) -> dict:
         return {
             "edges": [{"sender": s, "receiver": r, "score": round(v, 6)} for s, r, v in self.edges],
@@ -455,7 +491,8 @@ def node_inputs(edges: Sequence[tuple[str, str, float]], n_layer: int) -> list[t
     for sender, receiver, score in edges:
         node, _, kind = receiver.partition(".")
         kinds, best = reads.setdefault(node, {}).get(sender, ([], 0.0))
-        reads[node][sender] = (kinds + ([kind] if kind else []), max(best, abs(score)))
+        kinds = sorted(kinds + ([kind] if kind else []), key="qkv".index)
+        reads[node][sender] = (kinds, max(best, abs(score)))
     order = sorted(reads, key=lambda node: -receiver_stage(node, n_layer))
     return [(node, sorted(((s, k, v) for s, (k, v) in reads[node].items()), key=lambda item: -item[2]))
             for node in order]
@@ -481,64 +518,64 @@ def _dangling(graph: Graph, keep: torch.Tensor) -> torch.Tensor:
 
 def find_circuit(model: GPT, pairs: Pairs, share: float = DEFAULT_SHARE, method: str = "eap-ig",
                  metric: str = "logit_diff", scores: Optional[EdgeScores] = None) -> Circuit:
-    """The edges that keep ``share`` of the metric, ACDC-style.
+    """A small set of edges that keeps ``share`` of the metric, found ACDC-style (greedy).
 
-    1. Order the edges by |score| (``method``'s scores, or ``scores`` if given).
+    1. Order the edges by |score| (``method``'s scores on these pairs, or ``scores``,
+       which must be of this model and ``metric``).
     2. The shortest prefix of that order whose circuit keeps ``share`` (a doubling then a
        bisection, one patched forward pass per try).
     3. ACDC's pass (Conmy et al. 2023): from the logits backwards, try removing each kept
        edge; it stays out if the circuit still keeps ``share``.
-    4. Drop dangling edges (they change nothing). Faithfulness is measured on the result.
+    4. Drop dangling edges (they change nothing). Faithfulness is measured on the result;
+       it may exceed 1 when the edges left out worked against the answer.
     """
     if not 0.0 < share <= 1.0:
         raise ValueError(f"share={share}: expected a number in (0, 1]")
-    model.eval()
-    device = next(model.parameters()).device
-    pairs = pairs.to(device)
-    graph = graph_of(model)
-    scores = scores if scores is not None else edge_scores(model, pairs, method, metric)
-    corrupted, _ = corrupted_outputs(model, pairs)
-    with torch.no_grad():
-        measure = metric_fn(metric, pairs, run_graph(model, pairs.clean, GraphRun(graph)))
-    span = scores.clean - scores.corrupted
+    with evaluating(model):
+        base = baseline(model, pairs, metric)
+        graph = base.graph
+        if scores is None:
+            scores = edge_scores(model, pairs, method, metric, base=base)
+        elif scores.graph != graph or scores.metric != metric:
+            raise ValueError(f"scores of {scores.metric} on another graph or metric: expected {metric} on this model")
 
-    def kept(keep: torch.Tensor) -> float:
-        if span == 0:
-            return 1.0
-        return (patched_metric(model, pairs, corrupted, graph.allowed & ~keep, measure) - scores.corrupted) / span
+        def kept(keep: torch.Tensor) -> float:
+            return base.faithfulness(patched_metric(model, base, graph.allowed & ~keep))
 
-    s_idx, r_idx = graph.allowed.nonzero(as_tuple=True)
-    order = scores.scores[s_idx, r_idx].abs().argsort(descending=True, stable=True)
+        s_idx, r_idx = graph.allowed.nonzero(as_tuple=True)
+        order = scores.scores[s_idx, r_idx].abs().argsort(descending=True, stable=True)
 
-    def prefix(k: int) -> torch.Tensor:
-        keep = torch.zeros_like(graph.allowed)
-        keep[s_idx[order[:k]], r_idx[order[:k]]] = True
-        return keep
+        def prefix(k: int) -> torch.Tensor:
+            keep = torch.zeros_like(graph.allowed)
+            keep[s_idx[order[:k]], r_idx[order[:k]]] = True
+            return keep
 
-    # 2. the shortest prefix: double until it keeps the share, then bisect
-    hi = 1
-    while hi < len(order) and kept(prefix(hi)) < share:
-        hi *= 2
-    hi = min(hi, len(order))
-    lo = hi // 2
-    while lo + 1 < hi:
-        mid = (lo + hi) // 2
-        if kept(prefix(mid)) >= share:
-            hi = mid
-        else:
-            lo = mid
-    keep = prefix(hi)
-    # 3. ACDC's pass: receivers from the logits backwards, each one's weakest edges first
-    r_stage = [receiver_stage(r, graph.n_layer) for r in graph.receivers]
-    candidates = sorted(keep.nonzero().tolist(), key=lambda e: (-r_stage[e[1]], abs(float(scores.scores[e[0], e[1]]))))
-    for s, r in candidates:
-        keep[s, r] = False
-        if kept(keep) < share:
-            keep[s, r] = True
-    keep = _dangling(graph, keep)
+        # 2. the shortest prefix: double until it keeps the share, then bisect (every edge keeps all of it)
+        hi = 1
+        while hi < len(order) and kept(prefix(hi)) < share:
+            hi *= 2
+        hi = min(hi, len(order))
+        lo = hi // 2
+        while lo + 1 < hi:
+            mid = (lo + hi) // 2
+            if kept(prefix(mid)) >= share:
+                hi = mid
+            else:
+                lo = mid
+        keep = prefix(hi)
+        # 3. ACDC's pass: receivers from the logits backwards, each one's weakest edges first
+        r_stage = [receiver_stage(r, graph.n_layer) for r in graph.receivers]
+        candidates = sorted(keep.nonzero().tolist(),
+                            key=lambda e: (-r_stage[e[1]], abs(float(scores.scores[e[0], e[1]]))))
+        for s, r in candidates:
+            keep[s, r] = False
+            if not kept(keep) >= share:  # NaN keeps the edge too
+                keep[s, r] = True
+        keep = _dangling(graph, keep)
+        faithfulness = kept(keep)
     edges = sorted(((graph.senders[s], graph.receivers[r], float(scores.scores[s, r])) for s, r in keep.nonzero().tolist()),
                    key=lambda e: -abs(e[2]))
-    return Circuit(graph, tuple(edges), kept(keep), share, scores.clean, scores.corrupted, scores.method, metric,
+    return Circuit(graph, tuple(edges), faithfulness, share, base.clean, base.corrupted, scores.method, metric,
                    len(pairs), pairs.description, scores)
 
 

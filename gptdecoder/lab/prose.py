@@ -16,13 +16,16 @@ tested on made-up ``Findings``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Sequence, Union
 
 from gptdecoder.lab.roles import (
     CHANCE_MARGIN, DETECTORS, MATTERS, ROLE_THRESHOLD, Findings, attribution_total, carries, described_heads,
     direct_contributions, head_name, important_heads, layers_outwriting, main_writers, quiet_role_groups,
     qualifies, readable_stage, writes_little,
 )
+
+if TYPE_CHECKING:
+    from gptdecoder.lab.circuits import Circuit
 
 _HEAD_KINDS = {"previous_token": "previous-token head", "duplicate_token": "duplicate-token head",
                "induction": "induction head"}
@@ -345,10 +348,14 @@ INPUT_WORDS = {"q": "query", "k": "key", "v": "value"}
 MAX_CIRCUIT_NODES = 5  # nodes whose inputs are described one by one
 
 
-def circuit_title(circuit: Mapping) -> str:
-    """'12 of 137 edges keep 96% of the logit difference' (a circuit's report.json entry)."""
-    metric = "logit difference" if circuit["metric"] == "logit_diff" else "behaviour (minus the KL divergence)"
-    return f"{circuit['n_edges']} of {circuit['n_total']} edges keep {pct(circuit['faithfulness'])} of the {metric}"
+METRIC_WORDS = {"logit_diff": "logit difference", "kl": "behaviour (minus the KL divergence)"}
+
+
+def circuit_title(circuit: Union[Mapping, "Circuit"]) -> str:
+    """'12 of 137 edges keep 96% of the logit difference', for a Circuit or its report.json entry."""
+    data = circuit.to_dict() if hasattr(circuit, "to_dict") else circuit
+    return (f"{data['n_edges']} of {data['n_total']} edges keep {pct(data['faithfulness'])} "
+            f"of the {METRIC_WORDS[data['metric']]}")
 
 
 def _reads(inputs: Sequence[tuple[str, Sequence[str], float]]) -> str:
@@ -392,8 +399,9 @@ def circuit_sentences(findings: Findings) -> list[str]:
         sentences.append(f"... and the inputs of {more} more node{'s' if more > 1 else ''} (report.json lists every edge).")
     if edges:
         sender, receiver, score = max(edges, key=lambda e: abs(e[2]))
-        sentences.append(f"The strongest edge, {sender} -> {receiver}, moves the logit difference by about "
-                         f"{score:+.2f} when it alone is patched (estimated).")
+        how = "measured" if circuit["method"] == "exact" else f"estimated by {circuit['method'].upper()}"
+        sentences.append(f"The strongest edge, {sender} -> {receiver}, moves the {METRIC_WORDS[circuit['metric']]} "
+                         f"by about {score:+.2f} when it alone is patched ({how}).")
     used = {name for sender, receiver, _ in edges for name in (sender, receiver.split(".")[0])}
     unused = [(layer, head) for layer in range(findings.n_layer) for head in range(findings.n_head)
               if head_name(layer, head) not in used]

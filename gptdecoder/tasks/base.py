@@ -141,13 +141,17 @@ class Task:
 
     def source_tokens(self) -> list[int]:
         """The token ids found at source positions of this task's prompts (from a fixed
-        sample of 200, so the same on every machine): what ``corrupt`` may put there."""
+        sample of 200, so the same on every machine): what ``corrupt`` may put there.
+        Kept after the first call (a task's parameters do not change)."""
+        if "_source_tokens" in self.__dict__:
+            return self.__dict__["_source_tokens"]
         rng, seen = random.Random(0), set()
         for _ in range(200):
             prompt = self.sample_prompt(rng)
             for positions in self.source_positions(prompt, self.solve(prompt)):
                 seen.update(prompt[i] for i in positions)
-        return sorted(seen)
+        self.__dict__["_source_tokens"] = sorted(seen)
+        return self.__dict__["_source_tokens"]
 
     @property
     def couples_positions(self) -> bool:
