@@ -107,10 +107,9 @@ def measure_circuit(model: GPT, task: Task) -> dict:
     from gptdecoder.lab.circuits import find_circuit, make_pairs
 
     try:
-        pairs = make_pairs(task, CIRCUIT_PAIRS)
-    except ValueError as e:
+        return find_circuit(model, make_pairs(task, CIRCUIT_PAIRS)).to_dict()
+    except ValueError as e:  # no twin changes the answer, or the model does not tell them apart
         return {"skipped": str(e)}
-    return find_circuit(model, pairs).to_dict()
 
 
 def measure(model: GPT, task: Task, examples: Sequence[Example], description: str, circuit: bool = True) -> Findings:
