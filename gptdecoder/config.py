@@ -36,7 +36,7 @@ from pydantic import TypeAdapter, ValidationError
 from gptdecoder import runtime
 from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
-from gptdecoder.model import ACTIVATIONS, POS_ENCODINGS, GPTConfig
+from gptdecoder.model import ACTIVATIONS, NORMS, POS_ENCODINGS, GPTConfig
 from gptdecoder.tasks import TASKS, Task, did_you_mean, get_task, task_fields
 
 TOKENIZERS = ("char", "gpt2", "bpe")
@@ -343,20 +343,24 @@ def validate(config: Config, task: Optional[Task] = None) -> Optional[Task]:
 
 
 def validate_model(model: GPTConfig) -> None:
-    """The model section: sizes positive, heads dividing d_model, a known activation."""
-    for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio"):
+    """The model section: sizes positive, heads dividing d_model (unless head_size is set), a
+    known activation, norm and position encoding."""
+    for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "mlp_ratio", "head_size", "mlp_hidden"):
         value = getattr(model, name)
         if value is not None and value < 1:
             raise UserError(f"model.{name}={value!r}: expected a positive integer")
-    if model.d_model % model.n_head:
+    if model.head_size is None and model.d_model % model.n_head:
         raise UserError(
             f"model.d_model={model.d_model} is not divisible by model.n_head={model.n_head}: "
-            f"pick d_model as a multiple of n_head (e.g. {model.n_head * max(1, model.d_model // model.n_head)})"
+            f"pick d_model as a multiple of n_head (e.g. {model.n_head * max(1, model.d_model // model.n_head)}) "
+            f"or set model.head_size"
         )
     if not 0.0 <= model.dropout < 1.0:
         raise UserError(f"model.dropout={model.dropout!r}: expected a number in [0, 1)")
     if model.activation not in ACTIVATIONS:
         raise UserError(f"model.activation={model.activation!r}: expected one of {', '.join(ACTIVATIONS)}")
+    if model.norm not in NORMS:
+        raise UserError(f"model.norm={model.norm!r}: expected one of {', '.join(NORMS)}")
     if model.pos_encoding not in POS_ENCODINGS:
         raise UserError(f"model.pos_encoding={model.pos_encoding!r}: expected one of {', '.join(POS_ENCODINGS)}")
     if model.random_positions < 0:
@@ -367,7 +371,7 @@ def validate_model(model: GPTConfig) -> None:
     if model.pos_encoding == "sinusoidal" and model.d_model % 2:
         raise UserError(f"model.pos_encoding=sinusoidal needs an even model.d_model; got {model.d_model}")
     if model.pos_encoding == "rope" and model.d_head % 2:
-        raise UserError(f"model.pos_encoding=rope needs an even head size; d_model/n_head = {model.d_head}")
+        raise UserError(f"model.pos_encoding=rope needs an even head size; got {model.d_head}")
     if model.rope_base <= 1.0:
         raise UserError(f"model.rope_base={model.rope_base}: expected a number > 1")
     if model.logit_softcap is not None and model.logit_softcap <= 0:

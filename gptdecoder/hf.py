@@ -74,13 +74,13 @@ def config_from_hf(hf: dict) -> GPTConfig:
             raise UserError("vocab_size and n_positions must be numbers, not null")
         d_model = sizes.d_model
         n_inner = build_section(GPTConfig, {"mlp_ratio": hf.get("n_inner") or 4 * d_model}, "n_inner").mlp_ratio
-        if n_inner % d_model != 0:
-            raise UserError(f"n_inner={n_inner} is not a multiple of n_embd={d_model}: mlp_ratio must be an integer")
+        multiple = n_inner % d_model == 0  # else the hidden size is given as it is (model.mlp_hidden)
         dropouts = [build_section(GPTConfig, {"dropout": hf.get(k, 0.1)}, k).dropout
                     for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop")]
         flags = build_section(GPTConfig, {"bias": hf.get("gptdecoder_bias", True),
                                           "tie_weights": hf.get("tie_word_embeddings", True)}, "config.json")
-        config = dataclasses.replace(sizes, mlp_ratio=n_inner // d_model, bias=flags.bias, tie_weights=flags.tie_weights,
+        config = dataclasses.replace(sizes, mlp_ratio=n_inner // d_model if multiple else 4,
+                                     mlp_hidden=None if multiple else n_inner, bias=flags.bias, tie_weights=flags.tie_weights,
                                      dropout=max(dropouts),  # one rate in our model; HF's three are usually equal
                                      activation=_ACTIVATIONS[act])
         validate_model(config)
@@ -100,7 +100,7 @@ def config_to_hf(config: GPTConfig, eos_token_id: Optional[int] = None) -> dict:
         "n_embd": config.d_model,
         "n_layer": config.n_layer,
         "n_head": config.n_head,
-        "n_inner": config.mlp_ratio * config.d_model,
+        "n_inner": config.d_mlp,
         "activation_function": "gelu_new" if config.activation == "gelu_tanh" else "gelu",
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,

@@ -42,14 +42,15 @@ blocks.{i}.hook_mlp_in            [B, T, d]            TL  the MLP's own copy of
 blocks.{i}.ln2.hook_scale         [B, T, 1]            TL  sqrt(var + eps) of ln_2's input; also ln_2.hook_scale
 blocks.{i}.ln2.hook_normalized    [B, T, d]            TL  (x - mean) / scale, before ln_2's weight and bias;
                                                            also ln_2.hook_normalized
-blocks.{i}.mlp.hook_pre           [B, T, mlp_ratio*d]  TL  MLP hidden, before GELU
-blocks.{i}.mlp.hook_post          [B, T, mlp_ratio*d]  TL  MLP hidden, after GELU
+blocks.{i}.mlp.hook_pre           [B, T, d_mlp]        TL  MLP hidden (d_mlp = mlp_hidden or mlp_ratio * d), before the activation
+blocks.{i}.mlp.hook_post          [B, T, d_mlp]        TL  MLP hidden, after the activation
 blocks.{i}.hook_mlp_out           [B, T, d]            TL  MLP output
 blocks.{i}.hook_resid_post        [B, T, d]            TL  residual stream out of block i
 ln_final.hook_scale               [B, T, 1]            TL  sqrt(var + eps) of the final LayerNorm's input
 ln_final.hook_normalized          [B, T, d]            TL  (x - mean) / scale, before ln_final's weight and bias
 ================================  ===================  ==  ======================================================
 
+With ``norm: none`` there is no LayerNorm and so none of the ln1/ln2/ln_final points.
 The LayerNorm modules keep GPT-2's names ``ln_1`` / ``ln_2`` (state-dict keys,
 gptdecoder/hf.py, gptdecoder/nanogpt.py); their hook points take TL's ``ln1`` / ``ln2``
 names, and the module paths are aliases. ``hook_normalized`` is TL's ``LayerNormPre``

@@ -29,7 +29,12 @@ ACTIVATIONS = {
     "gelu_tanh": lambda h: F.gelu(h, approximate="tanh"),
     "gelu": F.gelu,
     "relu2": lambda h: F.relu(h).square(),
+    "relu": F.relu,  # the original Transformer's; compiled (Tracr) programs use it
 }
+# What normalises the residual stream before attention, the MLP and the LM head:
+#   layernorm  GPT-2's (with hook points on its scale and its normalised input)
+#   none       nothing (the identity): compiled programs are written without normalisation
+NORMS = ("layernorm", "none")
 # How a token's position reaches attention (Block and CausalSelfAttention read it; the pieces
 # are in gptdecoder/positions.py):
 #   learned  GPT-2: a trained vector per position, added to the token embedding
@@ -56,7 +61,10 @@ class GPTConfig:
     n_layer: int = 12
     n_head: int = 12
     d_model: int = 768
-    mlp_ratio: int = 4  # MLP hidden size = mlp_ratio * d_model
+    mlp_ratio: int = 4  # MLP hidden size = mlp_ratio * d_model (unless mlp_hidden says otherwise)
+    head_size: Optional[int] = None  # each head's query/key/value size; None: d_model // n_head, as GPT-2
+    mlp_hidden: Optional[int] = None  # the MLP's hidden size; None: mlp_ratio * d_model
+    norm: str = "layernorm"  # one of NORMS: layernorm (GPT-2) | none
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm, as GPT-2
     tie_weights: bool = True  # the LM head shares the token embedding matrix, as GPT-2
@@ -78,8 +86,10 @@ class GPTConfig:
         Face's GPT2LMHeadModel could not hold), as ``key=value``; [] for GPT-2 itself.
         (zero_init_proj and random_positions change only how it is trained.)"""
         gpt2 = GPTConfig()
-        keys = ("pos_encoding", "qk_norm", "logit_softcap")
+        keys = ("pos_encoding", "qk_norm", "logit_softcap", "norm")
         found = [f"{k}={getattr(self, k)}" for k in keys if getattr(self, k) != getattr(gpt2, k)]
+        if self.n_head * self.d_head != self.d_model:
+            found.append(f"head_size={self.head_size}")
         if self.activation not in ("gelu_tanh", "gelu"):
             found.append(f"activation={self.activation}")
         return found
@@ -91,7 +101,13 @@ class GPTConfig:
 
     @property
     def d_head(self) -> int:
-        return self.d_model // self.n_head
+        """Each head's query/key/value size: head_size, or d_model split evenly over the heads."""
+        return self.head_size or self.d_model // self.n_head
+
+    @property
+    def d_mlp(self) -> int:
+        """The MLP's hidden size: mlp_hidden, or mlp_ratio * d_model."""
+        return self.mlp_hidden or self.mlp_ratio * self.d_model
 
 
 class RMSNorm(nn.RMSNorm):
@@ -130,6 +146,13 @@ class LayerNorm(nn.LayerNorm):
         return out if self.bias is None else out + self.bias
 
 
+def make_norm(config: GPTConfig) -> nn.Module:
+    """The normalisation config.norm names (see NORMS)."""
+    if config.norm == "none":
+        return nn.Identity()
+    return LayerNorm(config.d_model, bias=config.bias)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where position t sees only positions <= t.
 
@@ -148,8 +171,9 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.d_head, self.dropout = config.n_head, config.d_head, config.dropout
         self.pos_encoding, self.qk_norm = config.pos_encoding, config.qk_norm
         self.explicit = False  # set True to always take the explicit path
-        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # q, k, v at once
-        self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        inner = config.n_head * config.d_head  # d_model, unless head_size says otherwise
+        self.c_attn = nn.Linear(config.d_model, 3 * inner, bias=config.bias)  # q, k, v at once
+        self.c_proj = nn.Linear(inner, config.d_model, bias=config.bias)
         # mask[i, j] is True where query i may look at key j (j <= i)
         mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
         self.register_buffer("causal_mask", mask, persistent=False)
@@ -263,19 +287,20 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward: C -> mlp_ratio*C -> C with a non-linearity in between
-    (GELU, as GPT-2, unless config.activation says otherwise)."""
+    """Position-wise feed-forward: C -> d_mlp -> C with a non-linearity in between
+    (GELU, as GPT-2, unless config.activation says otherwise; d_mlp = mlp_ratio * C unless
+    config.mlp_hidden says otherwise)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        hidden = config.mlp_ratio * config.d_model
+        hidden = config.d_mlp
         self.c_fc = nn.Linear(config.d_model, hidden, bias=config.bias)
         self.c_proj = nn.Linear(hidden, config.d_model, bias=config.bias)
         self.activation, self.dropout = ACTIVATIONS[config.activation], config.dropout
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.hook_pre(self.c_fc(x))  # (B, T, mlp_ratio*C)
+        h = self.hook_pre(self.c_fc(x))  # (B, T, d_mlp)
         h = self.hook_post(self.activation(h))
         return F.dropout(self.c_proj(h), self.dropout, self.training)  # (B, T, C)
 
@@ -285,9 +310,9 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = LayerNorm(config.d_model, bias=config.bias)  # hook points blocks.{i}.ln1.*
+        self.ln_1 = make_norm(config)  # hook points blocks.{i}.ln1.* (layernorm)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.d_model, bias=config.bias)  # hook points blocks.{i}.ln2.*
+        self.ln_2 = make_norm(config)  # hook points blocks.{i}.ln2.* (layernorm)
         self.mlp = MLP(config)
         self.n_head = config.n_head
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
@@ -371,7 +396,7 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         assert config.vocab_size and config.block_size, "vocab_size and block_size must be set"
-        assert config.d_model % config.n_head == 0, "d_model must be a multiple of n_head"
+        assert config.head_size or config.d_model % config.n_head == 0, "d_model must be a multiple of n_head"
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.d_model)  # token embeddings
         if config.pos_encoding == "learned":
@@ -379,7 +404,7 @@ class GPT(nn.Module):
         if config.pos_encoding == "sinusoidal":
             self.wpe = Sinusoids(config.n_positions, config.d_model)  # fixed position vectors
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_final = LayerNorm(config.d_model, bias=config.bias)
+        self.ln_final = make_norm(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight

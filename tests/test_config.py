@@ -39,7 +39,7 @@ def test_empty_config_is_an_error(tmp_path):
     "field, value",
     [("vocab_size", 0), ("block_size", -1), ("n_layer", 1.5), ("n_head", 0), ("d_model", True),
      ("mlp_ratio", 0), ("dropout", 1.0), ("dropout", "0.1"), ("bias", 1), ("tie_weights", "yes"),
-     ("activation", "relu")],
+     ("activation", "swish")],
 )
 def test_model_errors_name_the_key_and_value(field, value):
     with pytest.raises(UserError, match=f"model.{field}="):

@@ -93,7 +93,7 @@ def test_save_pretrained_replaces_an_old_export_but_not_other_directories(tmp_pa
         (dict(activation_function="relu"), "activation_function"),
         (dict(layer_norm_epsilon=1e-6), "layer_norm_epsilon"),
         (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
-        (dict(n_inner=50), "n_inner"),
+        (dict(n_inner="wide"), "n_inner"),  # any positive size is fine (model.mlp_hidden); not a word
         (dict(model_type="llama"), "model_type"),
     ],
 )

@@ -41,7 +41,7 @@ def test_every_hook_point_is_documented_with_the_right_shape(model):
     """Every point of GPT-2 and of the variants that add or remove points is in the table,
     with its shape; and every row of the table is a point of one of them."""
     table = documented_shapes()
-    sizes = {"B": B, "T": T, "T_q": T, "T_k": T, "nh": NH, "hs": D // NH, "d": D, "mlp_ratio*d": 3 * D, "1": 1}
+    sizes = {"B": B, "T": T, "T_q": T, "T_k": T, "nh": NH, "hs": D // NH, "d": D, "d_mlp": 3 * D, "1": 1}
     rope = tiny_model(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3,
                       pos_encoding="rope", qk_norm=True)
     split = tiny_model(vocab_size=V, block_size=12, n_layer=L, n_head=NH, d_model=D, mlp_ratio=3)

@@ -5,6 +5,7 @@ export) works for all of them."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -282,3 +283,74 @@ def test_config_errors(model, message):
 def test_random_positions_shorter_than_the_task_is_an_error():
     with pytest.raises(UserError, match="random_positions"):
         resolve_task(config(random_positions=3))
+
+
+# -- the options compiled programs need (head size, no norm, ReLU, MLP hidden size) --------------
+
+
+def test_head_size_mlp_hidden_relu_and_no_norm_are_what_they_say():
+    """A head size apart from d_model / n_head, an MLP hidden size apart from mlp_ratio, ReLU
+    and no normalisation: the shapes follow, the hooks keep their names, and with norm none
+    the block is x + attn(x), then x + mlp(x), computed by hand here."""
+    model = tiny_model(vocab_size=7, block_size=6, n_layer=1, n_head=2, d_model=10, head_size=3, mlp_hidden=5,
+                       activation="relu", norm="none", noise=0.2)
+    attn, mlp = model.blocks[0].attn, model.blocks[0].mlp
+    assert attn.c_attn.weight.shape == (18, 10) and attn.c_proj.weight.shape == (10, 6)
+    assert mlp.c_fc.weight.shape == (5, 10) and not any(".ln" in name or "ln_" in name for name in model.hook_dict)
+    idx = torch.randint(0, 7, (2, 6))
+    logits, cache = model.run_with_cache(idx, names_filter=["blocks.0.attn.hook_q", "blocks.0.mlp.hook_post"])
+    assert cache["blocks.0.attn.hook_q"].shape == (2, 6, 2, 3) and cache["blocks.0.mlp.hook_post"].shape == (2, 6, 5)
+    assert (cache["blocks.0.mlp.hook_post"] >= 0).all()  # ReLU
+
+    x = model.wte(idx) + model.wpe(torch.arange(6))
+    q, k, v = attn.c_attn(x).view(2, 6, 3, 2, 3).unbind(2)  # each (B, T, nh, hs)
+    scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / 3 ** 0.5
+    scores = scores.masked_fill(~torch.tril(torch.ones(6, 6, dtype=torch.bool)), float("-inf"))
+    z = torch.einsum("bhqk,bkhe->bqhe", scores.softmax(-1), v).reshape(2, 6, 6)
+    x = x + attn.c_proj(z)
+    x = x + mlp.c_proj(torch.relu(mlp.c_fc(x)))
+    torch.testing.assert_close(logits, model.lm_head(x), atol=1e-5, rtol=1e-5)
+    assert "norm=none" in model.config.differences_from_gpt2() and "head_size=3" in model.config.differences_from_gpt2()
+
+
+def test_the_new_options_are_checked_in_configs():
+    from gptdecoder.config import validate_model
+    from gptdecoder.errors import UserError
+    from gptdecoder.model import GPTConfig
+
+    validate_model(GPTConfig(vocab_size=5, block_size=4, n_head=3, d_model=10, head_size=4))  # 10 % 3 is fine with a head size
+    for bad, message in [({"norm": "rms"}, "model.norm='rms': expected one of layernorm, none"),
+                         ({"head_size": 0}, "model.head_size=0: expected a positive integer"),
+                         ({"mlp_hidden": -1}, "model.mlp_hidden=-1: expected a positive integer"),
+                         ({"activation": "tanh"}, "model.activation='tanh': expected one of")]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            validate_model(GPTConfig(vocab_size=5, block_size=4, n_head=2, d_model=8, **bad))
+
+
+def test_the_lab_reads_a_model_without_norm_and_with_its_own_head_size():
+    """Direct logit attribution still adds up to the margin, and the circuit graph's patched
+    runs still reproduce the clean and the corrupted logits."""
+    from gptdecoder.lab.ablation import encode_examples
+    from gptdecoder.lab.circuits import GraphRun, baseline, pairs_from_examples, run_graph
+    from gptdecoder.lab.lens import direct_logit_attribution
+
+    model = tiny_model(vocab_size=7, block_size=6, n_layer=2, n_head=2, d_model=10, head_size=3, mlp_hidden=5,
+                       activation="relu", norm="none", noise=0.2)
+    clean = [([1, 2, 3, 4], [5, 6]), ([2, 2, 1, 0], [3, 1])]
+    corrupted = [([1, 0, 3, 4], [6, 5]), ([2, 4, 1, 0], [1, 3])]
+    parts = direct_logit_attribution(model, encode_examples(clean))
+    added = parts["heads"].sum() + parts["mlps"].sum() + parts["attn_bias"].sum() + parts["embed"] + parts["ln_final_bias"]
+    assert float(added) == pytest.approx(parts["total"], abs=1e-4)
+    pairs = pairs_from_examples(clean, corrupted)
+    base = baseline(model, pairs)
+    patched = run_graph(model, pairs.clean, GraphRun(base.graph, base.corrupted_outputs, base.graph.allowed))
+    torch.testing.assert_close(patched, model(pairs.corrupted.x)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_an_mlp_hidden_size_survives_the_hugging_face_round_trip(tmp_path):
+    model = tiny_model(vocab_size=7, block_size=6, n_layer=1, n_head=2, d_model=8, mlp_hidden=5, noise=0.1)
+    hf.save_pretrained(model, tmp_path)
+    loaded = hf.from_pretrained(tmp_path)
+    assert loaded.config.d_mlp == 5 and loaded.config.mlp_hidden == 5
+    idx = torch.randint(0, 7, (2, 6))
+    torch.testing.assert_close(loaded(idx)[0], model(idx)[0])

@@ -89,22 +89,24 @@ def direct_logit_attribution(model: GPT, data: HeldOut, batch_size: int = 256) -
     """
     cfg = model.config
     L, H, hs, d = cfg.n_layer, cfg.n_head, cfg.d_head, cfg.d_model
-    names = ["hook_embed", "ln_final.hook_scale"] + [n for n in ["hook_pos_embed"] if n in model.hook_dict]
+    normed = "ln_final.hook_scale" in model.hook_dict  # False with model.norm none: the final "norm" is the identity
+    names = ["hook_embed"] + (["ln_final.hook_scale"] if normed else [])
+    names += [n for n in ["hook_pos_embed"] if n in model.hook_dict]
     names += [z_name(i) for i in range(L)] + [f"blocks.{i}.hook_mlp_out" for i in range(L)]
     heads, mlps, attn_bias = torch.zeros(L, H), torch.zeros(L), torch.zeros(L)
     embed = ln_final_bias = total = 0.0
     count = 0
     unembed = model.lm_head.weight.float()  # (vocab, d)
-    gain = model.ln_final.weight.float()  # (d,)
+    gain = model.ln_final.weight.float() if normed else torch.ones(d, device=unembed.device)  # (d,)
     for x, y, answer, pos in _batches(data, batch_size, next(model.parameters()).device):
         logits, cache = model.run_with_cache(x, names_filter=names, position_ids=pos)
         target = y[answer]  # (n,)
         direction = unembed[target] - unembed.mean(dim=0)  # (n, d): margin per unit of ln_final output
-        scale = cache["ln_final.hook_scale"][answer].float()  # (n, 1)
+        scale = cache["ln_final.hook_scale"][answer].float() if normed else torch.ones(len(target), 1, device=unembed.device)  # (n, 1)
 
         def margin(part: torch.Tensor) -> torch.Tensor:
             """part (n, ..., d) in the residual stream -> its share of the margin (n, ...)."""
-            centered = part - part.mean(dim=-1, keepdim=True)
+            centered = part - part.mean(dim=-1, keepdim=True) if normed else part
             extra = part.dim() - 2  # axes between n and d (e.g. heads)
             per_unit = (direction * gain).view(direction.size(0), *([1] * extra), d)
             return (centered * per_unit).sum(dim=-1) / scale.view(-1, *([1] * extra))
@@ -119,7 +121,7 @@ def direct_logit_attribution(model: GPT, data: HeldOut, batch_size: int = 256) -
             if block.attn.c_proj.bias is not None:
                 attn_bias[layer] += margin(block.attn.c_proj.bias.float().expand(len(target), d)).sum().item()
             mlps[layer] += margin(cache[f"blocks.{layer}.hook_mlp_out"][answer].float()).sum().item()
-        if model.ln_final.bias is not None:
+        if getattr(model.ln_final, "bias", None) is not None:
             ln_final_bias += (direction @ model.ln_final.bias.float()).sum().item()
         answer_logits = logits[answer].float()  # (n, vocab)
         total += (answer_logits.gather(-1, target[:, None])[:, 0] - answer_logits.mean(dim=-1)).sum().item()
