@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from gptdecoder.commands import ablate, bench, explain, export, generate, inspect_masks, pictures, train
+from gptdecoder.commands import ablate, bench, compile, explain, export, generate, inspect_masks, pictures, train
 from gptdecoder.errors import UserError
 
 # command -> (module implementing it, one-line help)
@@ -22,6 +22,7 @@ COMMANDS = {
     "explain": (explain, "a report on how a task model works: heads that matter, their roles, logit lens"),
     "bench": (bench, "run a grid of configs x axes x seeds (cached, in parallel) and tabulate the results"),
     "export": (export, "export a run to a Hugging Face transformers directory"),
+    "compile": (compile, "a Tracr-compiled RASP program as a run directory (needs the tracr extra)"),
 }
 
 

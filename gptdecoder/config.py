@@ -37,7 +37,7 @@ from gptdecoder import runtime
 from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
 from gptdecoder.model import ACTIVATIONS, NORMS, POS_ENCODINGS, GPTConfig
-from gptdecoder.tasks import TASKS, Task, did_you_mean, get_task, task_fields
+from gptdecoder.tasks import KNOWN_TASKS, Task, did_you_mean, get_task, task_fields
 
 TOKENIZERS = ("char", "gpt2", "bpe")
 OPTIMIZERS = ("adamw", "muon")
@@ -260,7 +260,7 @@ def config_and_task_from_dict(raw: dict, task: Optional[Task] = None) -> tuple[C
             raise UserError(f"config section {name!r} must be a mapping, got {value!r}")
         sections[name] = build_section(SECTIONS[name], value, name)
     config = Config(**sections)
-    if config.task.name in TASKS:  # the task's params, type-checked (and 1e-3 made a float)
+    if config.task.name in KNOWN_TASKS:  # the task's params, type-checked (and 1e-3 made a float)
         config = dataclasses.replace(config, task=checked_task(config.task))
     return config, validate(config, task)
 
@@ -381,7 +381,7 @@ def validate_model(model: GPTConfig) -> None:
 def checked_task(task: TaskConfig) -> TaskConfig:
     """The task section with each param checked against the task's fields and converted
     to the field's type (an int for a float field becomes a float)."""
-    fields, hints = task_fields(task.name), typing.get_type_hints(TASKS[task.name])
+    fields, hints = task_fields(task.name), typing.get_type_hints(KNOWN_TASKS[task.name])
     params = {}
     for key, value in task.params.items():
         if key not in fields:
@@ -394,8 +394,8 @@ def validate_task(config: Config, task: Optional[Task] = None) -> Task:
     """The task exists, its params fit it, eval.test_lengths suits it, and model.block_size
     (if set) holds its training and test sequences. Returns the task (``task``, or built here)."""
     name = config.task.name
-    if name not in TASKS:
-        raise UserError(f"unknown task task.name={name!r}{did_you_mean(name, list(TASKS) + ['text'])}")
+    if name not in KNOWN_TASKS:
+        raise UserError(f"unknown task task.name={name!r}{did_you_mean(name, list(KNOWN_TASKS) + ['text'])}")
     if config.eval.longer_by < 0:
         raise UserError(f"eval.longer_by={config.eval.longer_by}: expected an integer >= 0")
     if task is None:

@@ -30,6 +30,7 @@ import json
 from pathlib import Path
 
 from gptdecoder.commands import add_model_arguments
+from gptdecoder.commands.compile import COMPILED_INFO
 from gptdecoder.errors import UserError
 from gptdecoder.lab.capture import most_varied
 from gptdecoder.lab.explain import draw, measure
@@ -66,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if not examples:
         raise UserError(f"task {task.name!r} has no held-out examples to examine")
 
-    findings = measure(loaded.model, task, examples, loaded.description, circuit=not args.no_circuit)
+    compiled_json = loaded.path / COMPILED_INFO if loaded.kind == "run" else None
+    compiled = json.loads(compiled_json.read_text()) if compiled_json is not None and compiled_json.is_file() else None
+    findings = measure(loaded.model, task, examples, loaded.description, circuit=not args.no_circuit,
+                       compiled=compiled)
     pictures = draw(findings, loaded.model, task, examples[most_varied(examples)])
     images = {name: save_figure(fig, out / name).read_bytes() for name, fig in pictures.items()}
     for name in ALSO_SVG:

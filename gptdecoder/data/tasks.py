@@ -26,7 +26,7 @@ from gptdecoder.tasks import Example, Task, build_example
 def collate(examples: list[Example], device: str = "cpu", task: Optional[Task] = None) -> Batch:
     """(prompt, answer) pairs -> padded tensors. Padding: x 0, y -1 (ignored), mask 0.
     For a ``task`` that couples positions, also its position ids (offset 0; padding 0)."""
-    rows = [build_example(p, a) for p, a in examples]
+    rows = [(task.build if task is not None else build_example)(p, a) for p, a in examples]
     T = max(len(x) for x, _, _ in rows)
     pad = lambda row, value: row + [value] * (T - len(row))  # noqa: E731
     as_tensor = lambda rows, dtype: torch.tensor(rows, dtype=dtype, device=device)  # noqa: E731

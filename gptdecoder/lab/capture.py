@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from gptdecoder.model import GPT
-from gptdecoder.tasks import Example, Task, build_example
+from gptdecoder.tasks import Example, Task
 
 Cache = Mapping[str, torch.Tensor]
 Patterns = Union[torch.Tensor, Sequence[torch.Tensor]]  # [L, B, H, T, T] or L x [B, H, T, T]
@@ -98,7 +98,7 @@ def example_views(model: GPT, task: Task, prompt: list[int], answer: list[int]) 
     target is an answer token), ``targets`` (those tokens) and ``probs`` ([n_answer,
     vocab], the predicted distribution at each answer position).
     """
-    x, y, mask = build_example(prompt, answer)
+    x, y, mask = task.build(prompt, answer)
     device = next(model.parameters()).device
     idx = torch.tensor([x], device=device)
     ids = task.position_ids(prompt, len(answer))[: len(x)] if task.couples_positions else None

@@ -579,6 +579,20 @@ def find_circuit(model: GPT, pairs: Pairs, share: float = DEFAULT_SHARE, method:
                    len(pairs), pairs.description, scores)
 
 
+def exercised_edges(edges: Sequence[tuple[str, str]], base: Baseline, atol: float = 1e-6) -> list[tuple[str, str]]:
+    """The edges of a known circuit (e.g. a compiler's) that these pairs can run through:
+    both the sender's and the receiving node's outputs differ between some clean prompt and
+    its twin. A circuit found by patching can only contain these: a clean prompt and its
+    twin share their positions (and so anything computed from positions alone), and an
+    edge into a node whose output never changes carries nothing."""
+    moved = (base.corrupted_outputs - base.clean_outputs).abs().flatten(1).amax(1) > atol  # (S,)
+
+    def changes(node: str) -> bool:
+        return node == "logits" or bool(moved[base.graph.senders.index(node)])
+
+    return [(s, r) for s, r in edges if changes(s) and changes(r.split(".")[0])]
+
+
 def edge_roc_auc(scores: EdgeScores, true_edges: Sequence[tuple[str, str]]) -> float:
     """ROC AUC of ranking the edges by |score| against the true edge set (ACDC's measure):
     the chance that a true edge outranks a false one, ties counted half."""

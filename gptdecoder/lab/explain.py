@@ -16,7 +16,7 @@ the run, writes the files and prints.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -112,9 +112,11 @@ def measure_circuit(model: GPT, task: Task) -> dict:
         return {"skipped": str(e)}
 
 
-def measure(model: GPT, task: Task, examples: Sequence[Example], description: str, circuit: bool = True) -> Findings:
+def measure(model: GPT, task: Task, examples: Sequence[Example], description: str, circuit: bool = True,
+            compiled: Optional[dict] = None) -> Findings:
     """Every number of the report, for ``model`` (``description`` names it) on ``examples`` of
-    ``task``; the circuit too unless ``circuit`` is False."""
+    ``task``; the circuit too unless ``circuit`` is False. ``compiled``: a compiled program's
+    compiled.json, which the report compares with what it measures."""
     config = model.config
     data = encode_examples(examples, task)
     baseline, ablation = head_ablation_scores(model, data, "zero")
@@ -150,7 +152,7 @@ def measure(model: GPT, task: Task, examples: Sequence[Example], description: st
         lens_accuracy=lens["accuracy"].tolist(), lens_mean_rank=lens["mean_rank"].tolist(),
         attribution=attribution, example=f"{task.format(prompt)} -> {task.format(answer)}",
         map_heads=heads_to_show(ranking, roles, MAP_HEADS), threshold=ROLE_THRESHOLD, chance=chance,
-        group_ablation=group_ablation, circuit=measure_circuit(model, task) if circuit else None,
+        group_ablation=group_ablation, circuit=measure_circuit(model, task) if circuit else None, compiled=compiled,
     )
 
 

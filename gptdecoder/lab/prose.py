@@ -410,9 +410,35 @@ def circuit_sentences(findings: Findings) -> list[str]:
     return sentences
 
 
+def compiled_sentences(findings: Findings) -> list[str]:
+    """For a compiled program: what the compiler placed in each block, and how much of the
+    compiler's own circuit the measured circuit holds."""
+    compiled = findings.compiled
+    if not compiled:
+        return []
+    placed = join_words([f"{block} computes {job}" for block, job in compiled["blocks"].items()])
+    sentences = [f"The compiled program is {compiled['program']}, {compiled['about']}. The compiler placed its "
+                 f"steps so: {placed}."]
+    circuit = findings.circuit
+    if circuit and "edges" in circuit:
+        truth = {tuple(edge) for edge in compiled["edges"]}
+        found = {(e["sender"], e["receiver"]) for e in circuit["edges"]}
+        unseen = sorted(truth - found)
+        sentence = (f"The circuit found holds {len(truth & found)} of the compiler's {len(truth)} edges"
+                    f" and {len(found - truth)} other{'s' if len(found - truth) != 1 else ''}.")
+        if unseen and all(sender == "pos" for sender, _ in unseen):
+            sentence += (" The ones it lacks carry positions, which a prompt and its corrupted twin share, so "
+                         "patching them changes nothing.")
+        elif unseen:
+            sentence += f" It lacks {join_words([' -> '.join(e) for e in unseen])}."
+        sentences.append(sentence)
+    return sentences
+
+
 # The parts of "In plain words", in the order they are said.
 PLAIN_WORDS: tuple[Callable[[Findings], list[str]], ...] = (
     accuracy_sentences, ablation_sentences, role_sentences, lens_sentences, writer_sentences, circuit_sentences,
+    compiled_sentences,
 )
 
 

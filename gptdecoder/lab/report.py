@@ -76,7 +76,8 @@ def opening(findings: Findings) -> Section:
         [("p", f"Model: {findings.model} ({findings.n_layer} layers x {findings.n_head} heads). "
                f"Task: {findings.task}" + (f" ({params})." if params else "."))],
         {"task": {"name": findings.task, "params": findings.task_params},
-         "model": {"description": findings.model, "n_layer": findings.n_layer, "n_head": findings.n_head}},
+         "model": {"description": findings.model, "n_layer": findings.n_layer, "n_head": findings.n_head},
+         **({"compiled": findings.compiled} if findings.compiled else {})},
     )
 
 

@@ -94,6 +94,9 @@ class Findings:
     # the circuit (gptdecoder.lab.circuits.Circuit.to_dict()); None: not measured (--no-circuit);
     # {"skipped": why} when the task gave no clean/corrupted pairs
     circuit: Optional[dict] = None
+    # a compiled program's compiled.json (gptdecoder.tracr.compiled_info): what the compiler
+    # placed in each block and its circuit; None for a trained model
+    compiled: Optional[dict] = None
 
     def roles(self) -> list[dict]:
         """``head_roles`` of these findings."""

@@ -12,9 +12,11 @@ import difflib
 from gptdecoder.errors import UserError
 from gptdecoder.tasks.arithmetic import AdditionTask, ModularTask, ParityTask
 from gptdecoder.tasks.base import Example, Task, build_example, prompt_hash
+from gptdecoder.tasks.compiled import CompiledTask
 from gptdecoder.tasks.sequences import CopyTask, HistogramTask, ReverseTask, SortTask
 from gptdecoder.tasks.structure import DyckTask, RecallTask
 
+# The synthetic tasks: generated, trained on, benchmarked.
 TASKS: dict[str, type[Task]] = {
     cls.name: cls
     for cls in (
@@ -22,6 +24,9 @@ TASKS: dict[str, type[Task]] = {
         AdditionTask, ModularTask, ParityTask, RecallTask, DyckTask,
     )
 }
+# Every task a run's config may name: the synthetic ones, and the outputs of a compiled
+# program (gptdecoder/tasks/compiled.py: examined in the lab, never trained; needs tracr).
+KNOWN_TASKS: dict[str, type[Task]] = {**TASKS, CompiledTask.name: CompiledTask}
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -34,21 +39,21 @@ def did_you_mean(word: str, choices) -> str:
 
 def task_fields(name: str) -> dict[str, dataclasses.Field]:
     """The parameters a task accepts, as dataclass fields (used to validate configs)."""
-    return {f.name: f for f in dataclasses.fields(TASKS[name])}
+    return {f.name: f for f in dataclasses.fields(KNOWN_TASKS[name])}
 
 
 def get_task(name: str, **params) -> Task:
     """Build a task by name; unknown names and parameters raise UserError with a suggestion."""
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}{did_you_mean(name, TASKS)}")
+    if name not in KNOWN_TASKS:
+        raise UserError(f"unknown task {name!r}{did_you_mean(name, KNOWN_TASKS)}")
     fields = task_fields(name)
     for key in params:
         if key not in fields:
             raise UserError(f"task {name!r} has no parameter {key!r}{did_you_mean(key, fields)}")
     try:
-        return TASKS[name](**params)
+        return KNOWN_TASKS[name](**params)
     except (ValueError, TypeError) as e:
         raise UserError(f"task {name!r}: {e}") from None
 
 
-__all__ = ["TASKS", "Task", "Example", "build_example", "get_task", "prompt_hash", "did_you_mean", "task_fields"]
+__all__ = ["TASKS", "KNOWN_TASKS", "Task", "Example", "build_example", "get_task", "prompt_hash", "did_you_mean", "task_fields"]

@@ -102,6 +102,12 @@ class Task:
         """
         return [[] for _ in answer]
 
+    def build(self, prompt: list[int], answer: list[int]) -> tuple[list[int], list[int], list[int]]:
+        """How an example is laid out for the model, (x, y, mask): ``build_example`` (the
+        answer follows the prompt) for every synthetic task; a compiled program instead
+        answers at each input position."""
+        return build_example(prompt, answer)
+
     # What ``corrupt`` changes, in words (the circuit report says it).
     corruption: ClassVar[str] = "one token the answer is computed from replaced by another"
 
