@@ -12,7 +12,8 @@ n_head (``head_size``), learned token and position embeddings, a separate LM hea
 first token is always BOS (every head may fall back on it). Tracr builds causal models
 when asked (``causal=True``: the weights are the same, only a mask is added); ours are
 always causal, so programs are compiled that way, and the output at position t is the
-program run on the tokens up to t.
+program run on the tokens up to t (for every shipped program but ``sort``, whose ranks are
+computed at each token from the tokens before it: compiled causally, it no longer sorts).
 
 The read-out: Tracr reads the answer from a subspace of the residual stream. Our LM head
 gives one logit per output value, after the input tokens (``CompiledVocab``):
@@ -75,7 +76,8 @@ def programs() -> dict[str, Program]:
         "reverse": Program(lambda n: lib.make_reverse(rasp.tokens), ("a", "b", "c"),
                            "the tokens in reverse order (categorical)"),
         "sort": Program(lambda n: lib.make_sort(rasp.tokens, rasp.tokens, max_seq_len=n, min_key=1), (1, 2, 3),
-                        "the tokens sorted (categorical; equal tokens kept in order)"),
+                        "sort, compiled causally (categorical): each token's rank counts only the tokens up to "
+                        "it, so the output is not the sorted prefix"),
         "hist": Program(lambda n: lib.make_hist(), ("a", "b", "c"),
                         "how often each token occurs so far (categorical)"),
     }
@@ -132,20 +134,25 @@ def compile_program(name: str, vocab: Optional[Sequence] = None, max_len: int = 
     known = programs()
     if name not in known:
         raise UserError(f"unknown program {name!r}: expected one of {', '.join(known)}")
-    if not isinstance(max_len, int) or not 1 <= max_len <= 16:
-        raise UserError(f"--max-len {max_len!r}: expected 1..16 (the compiled model attends over every position)")
+    if not isinstance(max_len, int) or not 3 <= max_len <= 16:
+        raise UserError(f"--max-len {max_len!r}: expected 3..16 (explain's probes need 4 positions with BOS)")
     vocab = tuple(vocab) if vocab else known[name].vocab
+    if BOS in vocab or PAD in vocab:
+        raise UserError(f"--vocab {list(vocab)}: {BOS!r} and {PAD!r} are the compiler's own tokens")
     program = known[name].build(max_len)
-    # the passes of tracr's compile_rasp_to_model, one by one, so that the graph is kept
-    extracted = rasp_to_graph.extract_rasp_graph(program)
-    graph, sources, sink = extracted.graph, extracted.sources, extracted.sink
-    basis_inference.infer_bases(graph, sink, set(vocab), max_len)
-    expr_to_craft_graph.add_craft_components_to_rasp_graph(
-        graph, bos_dir=bases.BasisDirection(rasp.tokens.label, BOS), mlp_exactness=100)
-    craft_model = craft_graph_to_model.craft_graph_to_model(graph, sources)
-    assembled = craft_model_to_transformer.craft_model_to_transformer(
-        craft_model=craft_model, graph=graph, sink=sink, max_seq_len=max_len, causal=True,
-        compiler_bos=BOS, compiler_pad=PAD)
+    try:  # the passes of tracr's compile_rasp_to_model, one by one, so that the graph is kept
+        extracted = rasp_to_graph.extract_rasp_graph(program)
+        graph, sources, sink = extracted.graph, extracted.sources, extracted.sink
+        basis_inference.infer_bases(graph, sink, set(vocab), max_len)
+        expr_to_craft_graph.add_craft_components_to_rasp_graph(
+            graph, bos_dir=bases.BasisDirection(rasp.tokens.label, BOS), mlp_exactness=100)
+        craft_model = craft_graph_to_model.craft_graph_to_model(graph, sources)
+        assembled = craft_model_to_transformer.craft_model_to_transformer(
+            craft_model=craft_model, graph=graph, sink=sink, max_seq_len=max_len, causal=True,
+            compiler_bos=BOS, compiler_pad=PAD)
+    except Exception as e:  # e.g. letters for a program that compares numbers
+        message = " ".join(str(e).split())[:200]
+        raise UserError(f"Tracr cannot compile {name} for vocab {list(vocab)}: {type(e).__name__}: {message}") from None
     import jax
 
     assembled.forward = jax.jit(assembled.forward)  # the same computation, compiled once per length: faster apply
@@ -246,7 +253,13 @@ def _blocks_only(compiled: Compiled, params: dict) -> GPT:
 
 @torch.no_grad()
 def _numerical_values(compiled: Compiled, model: GPT) -> tuple:
-    """The distinct values (to 6 decimals) a numerical program outputs on ``all_inputs``."""
+    """The distinct values (to 6 decimals) a numerical program outputs on every input;
+    UserError when there are too many inputs to run them all (a value missed would be
+    read as its neighbour)."""
+    total = sum(len(compiled.vocab) ** n for n in range(1, compiled.max_len + 1))
+    if total > MAX_INPUTS:
+        raise UserError(f"{compiled.name} is numerical: its values are found by running every input, and "
+                        f"{total:,} inputs are more than {MAX_INPUTS:,}; use a shorter --max-len or a smaller --vocab")
     encoding = compiled.assembled.input_encoder.encoding_map
     column = torch.tensor(readout(compiled))[:, 0]  # (D,)
     last = f"blocks.{model.config.n_layer - 1}.hook_resid_post"
@@ -278,9 +291,10 @@ def numerical_output(model: GPT, vocab: CompiledVocab, idx: torch.Tensor) -> tor
     first = len(vocab.inputs)
     if len(vocab.values) == 1:
         v = float(vocab.values[0])
-        return (logits[..., first] + v * v) / (2 * v) if v else torch.zeros(logits.shape[:-1])
-    v0, v1 = float(vocab.values[0]), float(vocab.values[1])
-    return (logits[..., first + 1] - logits[..., first] + v1 * v1 - v0 * v0) / (2 * (v1 - v0))
+        return (logits[..., first] + v * v) / (2 * v) if v else torch.zeros_like(logits[..., first])
+    lo, hi = 0, len(vocab.values) - 1  # the two extreme values: the widest gap, the least rounding
+    v0, v1 = float(vocab.values[lo]), float(vocab.values[hi])
+    return (logits[..., first + hi] - logits[..., first + lo] + v1 * v1 - v0 * v0) / (2 * (v1 - v0))
 
 
 def tracr_output(compiled: Compiled, tokens: Sequence) -> list:
@@ -288,7 +302,10 @@ def tracr_output(compiled: Compiled, tokens: Sequence) -> list:
     return list(compiled.assembled.apply([BOS, *tokens]).decoded[1:])
 
 
-def all_inputs(vocab: Sequence, max_len: int, limit: int = 2000, seed: int = 0) -> list[tuple]:
+MAX_INPUTS = 2000  # inputs checked one by one; beyond, a random sample of this many
+
+
+def all_inputs(vocab: Sequence, max_len: int, limit: int = MAX_INPUTS, seed: int = 0) -> list[tuple]:
     """Every input up to ``max_len`` tokens, or ``limit`` random ones when there are more."""
     total = sum(len(vocab) ** n for n in range(1, max_len + 1))
     if total <= limit:

@@ -34,6 +34,7 @@ from gptdecoder.model import GPT
 from gptdecoder.runs import read_checkpoint
 from gptdecoder.storage import save_checkpoint, write_atomic
 from gptdecoder.tasks import Task
+from gptdecoder.tasks.compiled import NOT_FOR, CompiledTask
 
 # -- distributed -------------------------------------------------------------------------
 
@@ -413,6 +414,8 @@ def train_from_config(config: Config, resume: bool = False, progress: bool = Tru
     bad input (data, model shape, resume checkpoint) is checked before the run directory
     is touched.
     """
+    if config.task.name == CompiledTask.name:
+        raise UserError(f"task {CompiledTask.name!r} cannot be trained: {NOT_FOR}")
     device = runtime.resolve_device(config.train.device)  # once; handed down from here
     dist_info = init_distributed(device)
     say = print if (verbose and dist_info.is_main) else (lambda *a, **k: None)

@@ -84,6 +84,12 @@ def test_compile_then_explain_names_the_compilers_heads(tmp_path, capsys):
     numbers = T.numerical_output(loaded.model, loaded.task.compiled_vocab, idx)[0, 1:]
     torch.testing.assert_close(numbers, torch.tensor([1.0, 0.5, 2 / 3, 0.75]), atol=1e-4, rtol=0)
 
+    for argv, message in [(["train", "-c", str(out / "config.yaml"), "--out", str(out / "again")], "cannot be trained"),
+                          (["generate", "--run", str(out), "--prompt", "a x"], "generate writes an answer"),
+                          (["inspect-masks", "--run", str(out)], "inspect-masks steps through")]:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
     assert cli.main(["explain", "--run", str(out)]) == 0
     report = json.loads((out / "explain" / "report.json").read_text())
     words = " ".join(report["plain_words"])
@@ -95,7 +101,11 @@ def test_compile_then_explain_names_the_compilers_heads(tmp_path, capsys):
 def test_compile_refuses_bad_input_in_one_line(tmp_path, capsys):
     for argv, message in [(["compile", "quicksort", "--out", str(tmp_path / "a")], "unknown program 'quicksort'"),
                           (["compile", "reverse", "--vocab", "a", "--out", str(tmp_path / "b")], "--vocab 'a'"),
-                          (["compile", "reverse", "--max-len", "0", "--out", str(tmp_path / "c")], "--max-len 0")]:
+                          (["compile", "reverse", "--max-len", "2", "--out", str(tmp_path / "c")], "--max-len 2"),
+                          (["compile", "reverse", "--vocab", "BOS,a", "--out", str(tmp_path / "d")], "compiler's own"),
+                          (["compile", "sort", "--vocab", "a,b", "--out", str(tmp_path / "e")], "Tracr cannot compile sort"),
+                          (["compile", "frac_prevs", "--max-len", "8", "--out", str(tmp_path / "f")],
+                           "9,840 inputs are more than 2,000")]:
         assert cli.main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1

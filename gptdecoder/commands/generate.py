@@ -28,6 +28,7 @@ import torch
 from gptdecoder import runtime
 from gptdecoder.data.tokenizers import TextStreamer
 from gptdecoder.errors import UserError
+from gptdecoder.tasks.compiled import NOT_FOR, CompiledTask
 from gptdecoder.model import GPT, KVCache, sample_next
 from gptdecoder.runs import load_model
 
@@ -117,6 +118,8 @@ class Session:
         self.loaded = load_model(source, device)
         self.model = self.loaded.model.eval()
         self.task = self.loaded.task
+        if self.task is not None and self.task.name == CompiledTask.name:
+            raise UserError(f"generate writes an answer after a prompt, token by token; {NOT_FOR}")
         self.out = out
         self.tokenizer = None if self.task is not None else self.loaded.tokenizer  # read only when needed
         default_temperature = 0.0 if self.task is not None else DEFAULT_TEMPERATURE

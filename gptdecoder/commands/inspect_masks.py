@@ -18,6 +18,7 @@ import torch
 
 from gptdecoder.config import load_config, resolve_task
 from gptdecoder.errors import UserError
+from gptdecoder.tasks.compiled import NOT_FOR, CompiledTask
 from gptdecoder.lab.masks import EXAMPLE_POOL, held_out_examples, mask_report
 from gptdecoder.model import GPT
 from gptdecoder.runs import load_model, task_for
@@ -65,6 +66,8 @@ def load_model_and_task(args: argparse.Namespace) -> tuple[GPT, Task, str]:
 
 def run(args: argparse.Namespace) -> int:
     model, task, source = load_model_and_task(args)
+    if task.name == CompiledTask.name:
+        raise UserError(f"inspect-masks steps through a prompt and its answer; {NOT_FOR}")
     n_layer, n_head = model.config.n_layer, model.config.n_head
     if not 0 <= args.layer < n_layer:
         raise UserError(f"--layer {args.layer}: the model has layers 0..{n_layer - 1}")

@@ -17,6 +17,8 @@ from typing import Iterator, Optional
 
 from gptdecoder.tasks.base import Task
 
+NOT_FOR = ("a compiled program answers at every position at once and is never trained: "
+           "examine it with explain, ablate, pictures or the circuit finder")
 MAX_LISTED = 2000  # prompts listed for the held-out set (all of them when there are fewer)
 
 
@@ -45,7 +47,8 @@ class CompiledTask(Task):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        compiled, vocab = _compiled(self.program, tuple(self.vocab or ()), self.max_len)
+        self.compiled_key = (self.program, tuple(self.vocab or ()), self.max_len)  # the cache's key, as given
+        compiled, vocab = _compiled(*self.compiled_key)
         self.vocab = list(compiled.vocab)
         self.compiled_vocab = vocab
         self.symbols = vocab.symbols
@@ -71,9 +74,13 @@ class CompiledTask(Task):
     def solve(self, prompt: list[int]) -> list[int]:
         """Tracr's output at each input position, as our output tokens (a numerical value as
         the nearest value token)."""
-        from gptdecoder.tracr import tracr_output
+        from gptdecoder.tracr import BOS, tracr_output
 
-        compiled, vocab = _compiled(self.program, tuple(self.vocab), self.max_len)
+        compiled, vocab = _compiled(*self.compiled_key)
+        inputs = [vocab.inputs.index(t) for t in self.vocab]
+        if not prompt or prompt[0] != vocab.inputs.index(BOS) or any(t not in inputs for t in prompt[1:]):
+            raise ValueError(f"a compiled program's prompt is BOS and then input tokens {self.vocab}: "
+                             f"got {self.format(prompt)}")
         outputs = tracr_output(compiled, [vocab.inputs[t] for t in prompt[1:]])
         if vocab.numerical:
             return [vocab.value_id(min(vocab.values, key=lambda v: abs(float(v) - float(out)))) for out in outputs]
