@@ -17,7 +17,10 @@ masks      the mask debugger: checks (causal mask, loss mask, causality, gradien
 figures    a run's matplotlib figures: attention heatmaps, answer distributions,
            head scores, the explain report's, training_figures
 bench_figures  a bench grid's: bench_figure, bench_length_figure
-views      bertviz adapters and the offline HTML attention viewer
+views      bertviz adapters, viewer_data and the offline HTML attention viewer (its HTML, CSS and
+           JavaScript are files in static/, inlined into one page)
+assets     asset(name): a file of static/ (the front end: viewer.*, attention_views.*,
+           report.css) as text, read with importlib.resources
 circuits   the computational graph (embeddings, heads' q/k/v inputs, MLPs, logits) and its
            edges: clean/corrupted pairs (make_pairs), edge_scores (EAP, EAP-IG, exact
            patching), find_circuit (pruned to a share of the metric, with faithfulness),
