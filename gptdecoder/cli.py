@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from gptdecoder.commands import ablate, bench, compile, explain, export, generate, inspect_masks, pictures, train
+from gptdecoder.commands import ablate, bench, compile, explain, export, generate, inspect_masks, lab, pictures, train
 from gptdecoder.errors import UserError
 
 # command -> (module implementing it, one-line help)
@@ -23,6 +23,7 @@ COMMANDS = {
     "bench": (bench, "run a grid of configs x axes x seeds (cached, in parallel) and tabulate the results"),
     "export": (export, "export a run to a Hugging Face transformers directory"),
     "compile": (compile, "a Tracr-compiled RASP program as a run directory (needs the tracr extra)"),
+    "lab": (lab, "the live lab: a local page to type prompts, see attention and switch heads off"),
 }
 
 

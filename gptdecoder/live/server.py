@@ -1,0 +1,153 @@
+"""The live lab's HTTP server: a door on the user's machine, kept narrow.
+
+Python's standard library (``http.server.ThreadingHTTPServer``) is enough for a page, one
+JSON endpoint per question and a few users on loopback; it adds no dependency and every
+line of the door is here to read. The rules:
+
+* it binds to 127.0.0.1 unless told otherwise (``allow_remote``);
+* every request carries the random token printed in the URL (``?token=`` for the page,
+  the ``X-Lab-Token`` header for the API, as Jupyter does): without it, 403;
+* the page and its scripts and styles come from the package (``gptdecoder/lab/static``),
+  inlined into one response; no path from the client ever reaches the file system, so
+  any other path is a 404;
+* a body must be JSON of at most ``MAX_BODY`` bytes (else 413), with the fields each
+  endpoint expects (else 400 with one line); the server keeps serving;
+* the page may not load anything from elsewhere (its Content-Security-Policy says so).
+
+Model calls go through ``LiveModel``, which serialises them (see gptdecoder/live/session.py).
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional
+from urllib.parse import parse_qs, urlsplit
+
+from gptdecoder.lab.assets import asset
+from gptdecoder.live.session import LiveError, LiveModel
+
+MAX_BODY = 64 * 1024  # bytes of JSON a request may send
+FIELDS = {  # what each endpoint's JSON object may hold (the LiveModel method's parameters)
+    "/api/analyse": {"prompt", "heads", "mode"},
+    "/api/generate": {"prompt", "max_new_tokens", "temperature", "top_k", "greedy", "heads", "mode", "seed"},
+}
+TOKEN_HEADER = "X-Lab-Token"
+# inlined into live.html where its comment <!-- name --> stands: the page is one response
+PAGE_ASSETS = ("live.css", "lab_ui.css", "attention_views.css", "lab_ui.html", "attention_views.html",
+               "attention_views.js", "lab_ui.js", "live.js")
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def page_html() -> str:
+    """The live page: live.html with its styles and scripts inlined (one response, no other fetch)."""
+    html = asset("live.html")
+    for name in PAGE_ASSETS:
+        text = asset(name)
+        if name.endswith(".css"):
+            text = f"<style>\n{text}\n</style>"
+        elif name.endswith(".js"):
+            text = f"<script>\n{text}\n</script>"
+        html = html.replace(f"<!-- {name} -->", text)
+    return html
+
+
+class LabServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that knows its model, its token and its page."""
+
+    daemon_threads = True  # a hung client never keeps the process alive after Ctrl-C
+    request_queue_size = 128  # connections the OS holds while every thread is busy (the default 5 resets a burst)
+
+    def __init__(self, live: LiveModel, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None) -> None:
+        self.live, self.token = live, token or secrets.token_urlsafe(24)
+        self.page = page_html().encode("utf-8")
+        super().__init__((host, port), LabHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/?token={self.token}"
+
+
+class LabHandler(BaseHTTPRequestHandler):
+    server: LabServer
+    server_version = "gptdecoder-lab"
+    sys_version = ""
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+        pass  # quiet: the terminal shows the URL, not every request
+
+    # -- answers ---------------------------------------------------------------------------------
+
+    def send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        if content_type.startswith("text/html"):
+            self.send_header("Content-Security-Policy", CSP)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_json(self, status: int, data: dict) -> None:
+        self.send(status, json.dumps(data, allow_nan=False).encode("utf-8"), "application/json")
+
+    def fail(self, status: int, message: str) -> None:
+        self.send_json(status, {"error": message})
+
+    # -- the door ----------------------------------------------------------------------------------
+
+    def authorised(self, query: dict) -> bool:
+        given = self.headers.get(TOKEN_HEADER) or (query.get("token") or [""])[0]
+        return hmac.compare_digest(given.encode(), self.server.token.encode())
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        url = urlsplit(self.path)
+        if not self.authorised(parse_qs(url.query)):
+            return self.fail(403, "missing or wrong token: open the URL printed by `python -m gptdecoder lab`")
+        if url.path == "/":
+            return self.send(200, self.server.page, "text/html; charset=utf-8")
+        if url.path == "/api/info":
+            return self.send_json(200, self.server.live.info())
+        return self.fail(404, f"no such page: {url.path[:80]}")
+
+    def do_POST(self) -> None:  # noqa: N802
+        url = urlsplit(self.path)
+        if not self.authorised(parse_qs(url.query)):
+            return self.fail(403, "missing or wrong token")
+        endpoints: dict[str, Callable[..., dict]] = {"/api/analyse": self.server.live.analyse,
+                                                     "/api/generate": self.server.live.generate}
+        if url.path not in endpoints:
+            return self.fail(404, f"no such endpoint: {url.path[:80]}")
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return self.fail(411, "a Content-Length header is required")
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True  # the unread body is not drained
+            return self.fail(413, f"request body of {length} bytes; at most {MAX_BODY}")
+        try:
+            body = json.loads(self.rfile.read(length) or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return self.fail(400, "the request body is not JSON")
+        if not isinstance(body, dict):
+            return self.fail(400, "the request body must be a JSON object")
+        unknown = sorted(set(body) - FIELDS[url.path])
+        if unknown or "prompt" not in body:
+            return self.fail(400, f"unknown field {unknown[0][:40]!r}" if unknown else "the field 'prompt' is required")
+        try:
+            return self.send_json(200, endpoints[url.path](**body))
+        except LiveError as e:
+            return self.fail(400, str(e))
+        except Exception as e:  # a bug: one line for the page, and the server keeps serving
+            print(f"lab: {type(e).__name__}: {e}", file=sys.stderr)
+            return self.fail(500, f"internal error ({type(e).__name__})")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
