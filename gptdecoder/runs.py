@@ -26,9 +26,13 @@ The weight mappings live beside the model: gptdecoder/hf.py and gptdecoder/nanog
 
 Only our task runs know their task. Tokenizers: a text run's ``tokenizer/``; a Hugging
 Face directory's ``vocab.json`` + ``merges.txt`` (GPT-2's encoder.json / vocab.bpe
-formats under other names); GPT-2's BPE for a nanoGPT model with at least GPT-2's 50257
-tokens. nanoGPT keeps character vocabularies in ``meta.pkl``, a pickle: it is never
-opened, since unpickling a file can run code from it.
+formats under other names); for a nanoGPT model, as nanoGPT's sample.py decides, the
+character vocabulary of its ``meta.pkl`` when there is one (``meta=`` names it, else it
+is looked for beside the checkpoint, then in ``data/<dataset>/`` beside the checkpoint's
+directory, as in nanoGPT's repository), else GPT-2's BPE for a model with at least
+GPT-2's 50257 tokens. ``meta.pkl`` is a pickle, and unpickling can run code: it is read
+by ``gptdecoder.safe_pickle``, which admits plain dicts, lists, tuples, strings, bytes,
+numbers, booleans and None and looks up no global at all.
 """
 from __future__ import annotations
 
@@ -44,7 +48,7 @@ from gptdecoder.data.tokenizers import TOKENIZER_DIR, BPETokenizer, Tokenizer, l
 from gptdecoder.errors import UserError
 from gptdecoder.hf import from_pretrained
 from gptdecoder.model import GPT, GPTConfig
-from gptdecoder.nanogpt import nanogpt_model
+from gptdecoder.nanogpt import META, meta_paths, nanogpt_dataset, nanogpt_model, read_char_vocabulary
 from gptdecoder.storage import load_weights_only, write_atomic
 from gptdecoder.tasks import Task
 
@@ -127,6 +131,8 @@ class LoadedModel:
     task: Optional[Task] = None  # our task runs only
     config: Optional[Config] = None  # our runs only: the resolved training config
     details: str = ""  # shown after the description, e.g. nanoGPT's dataset
+    meta: Optional[Path] = None  # nanoGPT: the meta.pkl to read, when the caller names one
+    meta_search: tuple[Path, ...] = ()  # nanoGPT: where else meta.pkl may be, in order (see nanogpt.meta_paths)
 
     @property
     def description(self) -> str:
@@ -140,6 +146,8 @@ class LoadedModel:
             tokenizer = load_tokenizer(self.path / TOKENIZER_DIR) if self.task is None else None
         elif self.kind == "hf":
             tokenizer = _hf_tokenizer(self.path)
+        elif self.meta_pkl is not None:
+            tokenizer = read_char_vocabulary(self.meta_pkl, self.model.config.vocab_size)
         else:
             tokenizer = BPETokenizer.gpt2() if self.model.config.vocab_size >= GPT2_VOCAB_SIZE else None
         if tokenizer is not None and tokenizer.n_vocab > self.model.config.vocab_size:
@@ -158,19 +166,40 @@ class LoadedModel:
                 return ""
             unread = " (its tokenizer.json is not read)" if (self.path / "tokenizer.json").is_file() else ""
             return f"the directory has no vocab.json + merges.txt, GPT-2's BPE files{unread}"
-        if vocab >= GPT2_VOCAB_SIZE:
+        if vocab >= GPT2_VOCAB_SIZE or self.meta_pkl is not None:
             return ""
-        return (f"its {vocab}-token vocabulary is not GPT-2's, and nanoGPT keeps smaller vocabularies in "
-                f"meta.pkl, a pickle gptdecoder never opens (unpickling can run code)")
+        return (f"its {vocab}-token vocabulary is not GPT-2's, and there is no {META} (nanoGPT's character "
+                f"vocabulary) at {' or '.join(map(str, self.meta_search))}; --meta PATH names one")
+
+    @property
+    def meta_pkl(self) -> Optional[Path]:
+        """nanoGPT: the meta.pkl the tokenizer comes from (the one named, else the first found), or None."""
+        if self.meta is not None:
+            return self.meta
+        return next((p for p in self.meta_search if p.is_file()), None)
 
 
-def load_model(source: Union[str, Path], device: str = "cpu") -> LoadedModel:
+def load_model(source: Union[str, Path], device: str = "cpu",
+               meta: Optional[Union[str, Path]] = None) -> LoadedModel:
     """Open a run directory, a Hugging Face GPT-2 directory or a nanoGPT checkpoint (see the module docstring).
 
     The model comes back in eval mode on ``device``; any file or shape that does not fit
-    is a one-line UserError.
+    is a one-line UserError. ``meta``: a nanoGPT character model's meta.pkl, where it is
+    not beside the checkpoint or in nanoGPT's ``data/<dataset>/`` (read on first use of
+    the tokenizer).
     """
-    path = Path(source)
+    loaded = _load_any(Path(source), device)
+    if meta is not None:
+        if loaded.kind != "nanogpt":
+            raise UserError(f"{META} {str(meta)!r} is nanoGPT's character vocabulary, but {loaded.description} is "
+                            f"not a nanoGPT checkpoint")
+        if not Path(meta).is_file():
+            raise UserError(f"{META} {str(meta)!r} does not exist")
+        loaded.meta = Path(meta)
+    return loaded
+
+
+def _load_any(path: Path, device: str) -> LoadedModel:
     if not path.exists():
         raise UserError(f"{str(path)!r} does not exist: expected a run directory, a Hugging Face GPT-2 "
                         f"directory or a nanoGPT ckpt.pt")
@@ -227,9 +256,9 @@ def _hf_tokenizer(directory: Path) -> Optional[BPETokenizer]:
 
 def _load_nanogpt(checkpoint: dict, path: Path, device: str) -> LoadedModel:
     model = nanogpt_model(checkpoint, str(path)).to(device).eval()
-    settings = checkpoint.get("config")
-    dataset = settings.get("dataset") if isinstance(settings, dict) else None
-    return LoadedModel("nanogpt", path, model, details=f"dataset {dataset}" if isinstance(dataset, str) else "")
+    dataset = nanogpt_dataset(checkpoint)
+    return LoadedModel("nanogpt", path, model, details=f"dataset {dataset}" if dataset is not None else "",
+                       meta_search=tuple(meta_paths(path, checkpoint)))
 
 
 def task_for(loaded: LoadedModel, config_path: Optional[Union[str, Path]]) -> Task:

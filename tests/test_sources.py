@@ -9,6 +9,8 @@ GPT2LMHeadModel, an implementation we did not write. No network: every file is m
 from __future__ import annotations
 
 import os
+import pickle
+import shlex
 import shutil
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from conftest import tiny_hf_model, tiny_model
 from lab_runs import TINY_TASK, write_untrained_run
 
 from gptdecoder import cli, hf
+from gptdecoder.data.tokenizers import CharTokenizer
 from gptdecoder.errors import UserError
 from gptdecoder.runs import GPT2_VOCAB_SIZE, load_model
 
@@ -399,16 +402,217 @@ def test_generate_on_a_char_nanogpt_takes_and_prints_token_ids(char_nanogpt, run
 
 
 @pytest.mark.parametrize("prompt, message", [
-    ("", "has no tokenizer (its 65-token vocabulary is not GPT-2's, and nanoGPT keeps smaller vocabularies in "
-         "meta.pkl"),
-    ("to be", "'to' is not a token id"),
+    ("", "has no tokenizer (its 65-token vocabulary is not GPT-2's, and there is no meta.pkl (nanoGPT's character "
+         "vocabulary) at "),
+    ("to be", "'to' is not a token id: this model has no tokenizer (its 65-token vocabulary is not GPT-2's, and "
+              "there is no meta.pkl"),
     ("1 65", "token id 65 is beyond the model's vocabulary (ids 0..64)"),
 ])
-def test_a_char_nanogpt_says_it_needs_token_ids(char_nanogpt, prompt, message, run_cli):
-    (char_nanogpt.parent / "meta.pkl").write_bytes(b"never opened")
+def test_a_char_nanogpt_without_meta_pkl_says_it_needs_token_ids(char_nanogpt, prompt, message, run_cli):
     code, out, err = run_cli("generate", "--run", str(char_nanogpt), "--prompt", prompt)
     assert code == 2
     one_line_error(err, message)
+    if not prompt:
+        one_line_error(err, str(char_nanogpt.parent / "meta.pkl"), "data/shakespeare_char/meta.pkl",
+                       "--meta PATH names one")
+
+
+# -- meta.pkl: a nanoGPT character model's vocabulary, read as plain values only -----------------------
+
+SHAKESPEARE_CHARS = "\n !$&',-.3:;?" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abcdefghijklmnopqrstuvwxyz"  # 65
+
+
+def char_meta(chars: str = SHAKESPEARE_CHARS) -> dict:
+    """What nanoGPT's data/shakespeare_char/prepare.py pickles into meta.pkl."""
+    return {"vocab_size": len(chars), "itos": dict(enumerate(chars)), "stoi": {c: i for i, c in enumerate(chars)}}
+
+
+def write_meta(path: Path, meta, protocol: int = pickle.DEFAULT_PROTOCOL) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(meta, protocol=protocol))
+    return path
+
+
+@pytest.mark.parametrize("layout", ["out_dir", "data_dir"])
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_a_char_nanogpt_reads_meta_pkl_in_either_layout(char_nanogpt, layout, protocol):
+    """Beside the checkpoint, or nanoGPT's own layout: out-shakespeare-char/ckpt.pt and
+    data/shakespeare_char/meta.pkl in the same repository."""
+    where = (char_nanogpt.parent if layout == "out_dir" else char_nanogpt.parent.parent / "data" / "shakespeare_char")
+    write_meta(where / "meta.pkl", char_meta(), protocol)
+    for source in (char_nanogpt, char_nanogpt.parent):  # the checkpoint or its out_dir
+        loaded = load_model(source)
+        assert isinstance(loaded.tokenizer, CharTokenizer) and loaded.tokenizer.chars == SHAKESPEARE_CHARS
+        assert loaded.meta_pkl.resolve() == (where / "meta.pkl").resolve() and loaded.no_tokenizer == ""
+        assert loaded.tokenizer.encode("ROMEO:") == [SHAKESPEARE_CHARS.index(c) for c in "ROMEO:"]
+
+
+def test_meta_pkl_beside_the_checkpoint_comes_first(char_nanogpt):
+    write_meta(char_nanogpt.parent / "meta.pkl", char_meta())
+    write_meta(char_nanogpt.parent.parent / "data" / "shakespeare_char" / "meta.pkl", b"not even a dict")
+    assert load_model(char_nanogpt).tokenizer.chars == SHAKESPEARE_CHARS
+
+
+def test_a_dataset_name_that_climbs_out_is_not_followed(tmp_path):
+    ckpt = write_nanogpt(tmp_path / "repo" / "out" / "ckpt.pt", vocab_size=65, dataset="../../elsewhere")
+    write_meta(tmp_path / "elsewhere" / "meta.pkl", char_meta())
+    loaded = load_model(ckpt)
+    assert loaded.meta_search == (ckpt.parent / "meta.pkl",) and loaded.tokenizer is None
+
+
+def test_generate_on_a_char_nanogpt_prints_characters(char_nanogpt, run_cli):
+    write_meta(char_nanogpt.parent.parent / "data" / "shakespeare_char" / "meta.pkl", char_meta())
+    code, out, err = run_cli("generate", "--run", str(char_nanogpt), "--prompt", "ROMEO:", "--max-new-tokens", "20",
+                             "--temperature", "0")
+    assert code == 0, err
+    model = load_model(char_nanogpt).model
+    ids = [SHAKESPEARE_CHARS.index(c) for c in "ROMEO:"]
+    greedy = model.generate(torch.tensor([ids]), 20, do_sample=False)[0, len(ids):].tolist()  # 26 > 16: slides
+    assert out == "ROMEO:" + "".join(SHAKESPEARE_CHARS[i] for i in greedy) + "\n"
+    code, out, err = run_cli("generate", "--run", str(char_nanogpt), "--max-new-tokens", "5", "--seed", "1")
+    assert code == 0 and len(out) == 6 and set(out) <= set(SHAKESPEARE_CHARS), err  # no prompt: after a newline
+
+
+def test_generate_reads_the_meta_pkl_it_is_given(char_nanogpt, tmp_path, run_cli):
+    chars = SHAKESPEARE_CHARS[::-1]
+    write_meta(char_nanogpt.parent / "meta.pkl", char_meta())  # --meta wins over the one found
+    meta = write_meta(tmp_path / "elsewhere" / "meta.pkl", char_meta(chars))
+    code, out, err = run_cli("generate", "--run", str(char_nanogpt), "--meta", str(meta), "--prompt", "ROMEO:",
+                             "--max-new-tokens", "8", "--temperature", "0")
+    assert code == 0, err
+    ids = [chars.index(c) for c in "ROMEO:"]
+    greedy = load_model(char_nanogpt).model.generate(torch.tensor([ids]), 8, do_sample=False)[0, 6:].tolist()
+    assert out == "ROMEO:" + "".join(chars[i] for i in greedy) + "\n"
+
+
+def test_a_meta_pkl_smaller_than_the_padded_vocabulary_never_samples_padding(tmp_path, run_cli):
+    """nanoGPT may pad the vocabulary past meta.pkl's: the extra ids have no character."""
+    checkpoint = nanogpt_checkpoint(vocab_size=80, block_size=32)
+    with torch.no_grad():
+        checkpoint["model"]["transformer.wte.weight"][65:] *= 100  # the padding rows win argmax
+    ckpt = tmp_path / "out" / "ckpt.pt"
+    ckpt.parent.mkdir()
+    torch.save(checkpoint, ckpt)
+    write_meta(ckpt.parent / "meta.pkl", char_meta())
+    code, out, err = run_cli("generate", "--run", str(ckpt), "--prompt", "ROMEO:", "--max-new-tokens", "12",
+                             "--temperature", "0")
+    assert code == 0, err
+    model = load_model(ckpt).model
+    greedy = [SHAKESPEARE_CHARS.index(c) for c in "ROMEO:"]
+    assert int(logits_of(model, torch.tensor([greedy]))[0, -1].argmax()) >= 65
+    with torch.no_grad():
+        for _ in range(12):
+            greedy.append(int(logits_of(model, torch.tensor([greedy]))[0, -1, :65].argmax()))
+    assert out == "".join(SHAKESPEARE_CHARS[i] for i in greedy) + "\n"
+
+
+class System:
+    """Unpickling this would run a shell command (here: one that leaves the file $PWNED)."""
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(os.environ['PWNED'])}",))
+
+
+class Instance:
+    def __init__(self):
+        self.chars = SHAKESPEARE_CHARS
+
+
+@pytest.mark.parametrize("hostile, protocol, message", [
+    (lambda: {**char_meta(), "itos": System()}, 5, "it holds a global posix.system (opcode STACK_GLOBAL)"),
+    (lambda: {**char_meta(), "itos": System()}, 0, "it holds a global posix.system (opcode GLOBAL)"),
+    (lambda: {**char_meta(), "stoi": Payload()}, 4, "it holds a global builtins.exec"),
+    (lambda: Instance(), 5, "it holds a global test_sources.Instance"),
+    (lambda: Instance(), 0, "it holds a global copy_reg._reconstructor"),
+])
+@pytest.mark.parametrize("layout", ["out_dir", "data_dir", "--meta"])
+def test_a_hostile_meta_pkl_is_refused_unrun(char_nanogpt, tmp_path, marker, hostile, protocol, message, layout,
+                                             run_cli):
+    if os.name != "posix":
+        message = message.replace("posix.", f"{os.name}.")
+    where = {"out_dir": char_nanogpt.parent, "data_dir": char_nanogpt.parent.parent / "data" / "shakespeare_char",
+             "--meta": tmp_path / "elsewhere"}[layout]
+    meta = write_meta(where / "meta.pkl", hostile(), protocol)
+    extra = ["--meta", str(meta)] if layout == "--meta" else []
+    code, out, err = run_cli("generate", "--run", str(char_nanogpt), *extra, "--prompt", "ROMEO:")
+    assert code == 2 and out == "" and not marker.exists()
+    one_line_error(err, f"nanoGPT vocabulary '{meta}' refused, unrun: ", message,
+                   "only plain dicts, lists, tuples, strings, bytes, ints, floats, bools and None are read")
+
+
+@pytest.mark.parametrize("data, message", [
+    (pickle.dumps(char_meta())[:-9], "is not a readable pickle"),
+    (b"vocab_size: 65\n", "is not a readable pickle"),
+    (b"", "is empty, not a pickle"),
+])
+def test_a_meta_pkl_that_is_not_a_pickle_is_one_clear_line(char_nanogpt, data, message, run_cli):
+    (char_nanogpt.parent / "meta.pkl").write_bytes(data)
+    code, out, err = run_cli("generate", "--run", str(char_nanogpt), "--prompt", "ROMEO:")
+    assert code == 2 and out == ""
+    one_line_error(err, "nanoGPT vocabulary", message)
+
+
+def deeply_nested_vocab_size(depth: int = 100_000) -> bytes:
+    """A meta.pkl whose vocab_size is a list nested deeper than repr (or pickle.dumps) can go:
+    written opcode by opcode (EMPTY_LIST depth times, then APPEND depth - 1 times)."""
+    data = pickle.dumps(changed_meta(vocab_size=None), protocol=2)
+    key = b"X\x0a\x00\x00\x00vocab_sizeq\x01"
+    assert data.count(key + b"N") == 1
+    return data.replace(key + b"N", key + b"]" * depth + b"a" * (depth - 1))
+
+
+def changed_meta(**change) -> dict:
+    return {**char_meta(), **change}
+
+
+@pytest.mark.parametrize("meta, message", [
+    (char_meta(SHAKESPEARE_CHARS + "~"), "has 66 characters but the model only 65 token ids"),
+    (["\n", "a"], "is not nanoGPT's character vocabulary (a dict with vocab_size, itos and stoi)"),
+    ({"itos": {0: "a"}, "stoi": {"a": 0}}, "is not nanoGPT's character vocabulary"),
+    (changed_meta(vocab_size="65"), "vocab_size is '65', not a positive int"),
+    (changed_meta(vocab_size=True), "vocab_size is True, not a positive int"),
+    (changed_meta(itos=list(SHAKESPEARE_CHARS)), "itos and stoi must be dicts"),
+    (changed_meta(itos={i: c for i, c in enumerate(SHAKESPEARE_CHARS) if i != 7}), "itos has 64 entries; it must "
+     "map each id 0..64 (vocab_size 65) to a character"),
+    (changed_meta(itos={**dict(enumerate(SHAKESPEARE_CHARS)), "7": "x"}), "itos has the key '7'"),
+    (changed_meta(itos={**dict(enumerate(SHAKESPEARE_CHARS)), 3: "ab"}), "itos[3] is 'ab', not one character"),
+    (changed_meta(itos={**dict(enumerate(SHAKESPEARE_CHARS)), 3: 36}), "itos[3] is 36, not one character"),
+    (changed_meta(itos={**dict(enumerate(SHAKESPEARE_CHARS)), 3: "\ud800"}), "a lone surrogate"),
+    (changed_meta(itos={**dict(enumerate(SHAKESPEARE_CHARS)), 3: "a"}), "itos maps both 3 and 39 to 'a'"),
+    (changed_meta(stoi={**char_meta()["stoi"], "a": 40}), "stoi is not the inverse of itos (at 'a': stoi has 40, "
+     "itos says 39)"),
+    (changed_meta(stoi={**char_meta()["stoi"], "~": 3}), "stoi is not the inverse of itos (at '~'"),
+    (changed_meta(stoi={**char_meta()["stoi"], "\n": False}), "stoi is not the inverse of itos (at '\\n'"),
+    (deeply_nested_vocab_size(), "vocab_size is a list, not a positive int"),
+    (changed_meta(itos={**dict(enumerate(SHAKESPEARE_CHARS)), 3: "x" * 10**6}), "itos[3] is 'xxxxxxxx"),
+])
+def test_a_meta_pkl_that_does_not_fit_the_model_is_one_clear_line(char_nanogpt, meta, message, run_cli):
+    if isinstance(meta, bytes):  # written opcode by opcode
+        (char_nanogpt.parent / "meta.pkl").write_bytes(meta)
+    else:
+        write_meta(char_nanogpt.parent / "meta.pkl", meta)
+    code, out, err = run_cli("generate", "--run", str(char_nanogpt), "--prompt", "ROMEO:")
+    assert code == 2 and out == ""
+    one_line_error(err, f"nanoGPT vocabulary '{char_nanogpt.parent / 'meta.pkl'}'", message)
+    assert len(err) < 300
+
+
+def test_meta_is_for_nanogpt_checkpoints_and_must_exist(char_nanogpt, tmp_path, run_cli):
+    run_dir = write_untrained_run(tmp_path / "run")
+    meta = write_meta(tmp_path / "meta.pkl", char_meta())
+    code, _, err = run_cli("generate", "--run", str(run_dir), "--meta", str(meta), "--prompt", "0 1")
+    assert code == 2
+    one_line_error(err, f"meta.pkl '{meta}' is nanoGPT's character vocabulary, but trained run {run_dir} is not a "
+                   "nanoGPT checkpoint")
+    code, _, err = run_cli("generate", "--run", str(char_nanogpt), "--meta", str(tmp_path / "none.pkl"))
+    assert code == 2
+    one_line_error(err, f"meta.pkl '{tmp_path / 'none.pkl'}' does not exist")
+
+
+def test_commands_that_never_decode_do_not_read_meta_pkl(sources, task_config, run_cli):
+    write_meta(sources["nanogpt"].parent / "meta.pkl", Instance())  # would be refused, if it were read
+    code, out, err = run_cli("inspect-masks", "--run", str(sources["nanogpt"]), "-c", str(task_config))
+    assert code == 0, out + err
 
 
 # -- inspect-masks and ablate: a task for a model without one ----------------------------------------

@@ -5,12 +5,14 @@ Face GPT-2 directory or a nanoGPT checkpoint. What the prompt is depends on what
 source can tell:
 
 * a tokenizer (text runs, Hugging Face directories with vocab.json + merges.txt, nanoGPT
-  models with GPT-2's vocabulary): the prompt is text, and each piece of the
-  continuation is printed as soon as it is complete;
+  models with GPT-2's vocabulary, nanoGPT character models with their meta.pkl -- found
+  beside the checkpoint or in nanoGPT's data/<dataset>/, or named with ``--meta``, and
+  read as plain values only): the prompt is text, and each piece of the continuation is
+  printed as soon as it is complete;
 * a task (our task runs: sort, reverse, ...): the prompt is written in the task's
   symbols ("2 1 0 1 2 0") and the model's answer is printed next to the correct one;
-* neither (a nanoGPT character model, whose vocabulary sits in a pickle we never open):
-  the prompt is token ids ("0 17 42") and so is the continuation.
+* neither (a nanoGPT character model without its meta.pkl): the prompt is token ids
+  ("0 17 42") and so is the continuation.
 
 Tokens come from ``stream_tokens``, which makes exactly the choices of
 ``GPT.generate`` (same KV cache, same window sliding, same sampler and seed) but
@@ -40,6 +42,9 @@ QUIT = "quit"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", dest="run_dir", required=True, metavar="PATH",
                         help="run directory, Hugging Face GPT-2 directory, or nanoGPT checkpoint (ckpt.pt)")
+    parser.add_argument("--meta", metavar="PATH",
+                        help="nanoGPT character model: its meta.pkl (default: beside the checkpoint, else "
+                             "data/<dataset>/meta.pkl in the checkpoint directory's parent)")
     parser.add_argument("--prompt", default="",
                         help="text to continue (task runs: symbols, e.g. '2 1 0 1 2 0'; "
                              "models without a tokenizer: token ids, e.g. '0 17 42')")
@@ -115,7 +120,7 @@ class Session:
             device = runtime.resolve_device(args.device)
         except ValueError as e:
             raise UserError(f"--device: {e}") from None
-        self.loaded = load_model(source, device)
+        self.loaded = load_model(source, device, meta=args.meta)
         self.model = self.loaded.model.eval()
         self.task = self.loaded.task
         if self.task is not None and self.task.name == CompiledTask.name:
@@ -176,7 +181,7 @@ class Session:
         if not prompt.strip():
             raise UserError(f"{self.loaded.description} has no tokenizer ({self.loaded.no_tokenizer}): "
                             f"give the prompt as token ids, e.g. --prompt '0 1 2'")
-        ids = parse_ids(prompt)
+        ids = parse_ids(prompt, self.loaded.no_tokenizer)
         n = DEFAULT_NEW_TOKENS if self.max_new_tokens is None else self.max_new_tokens
         self.write(" ".join(map(str, ids)) + " ->")
         try:
@@ -232,12 +237,14 @@ def parse_symbols(prompt: str, symbols: list[str]) -> list[int]:
     return [index[p] for p in parts]
 
 
-def parse_ids(prompt: str) -> list[int]:
-    """'0 17 42' (or '0,17,42') -> [0, 17, 42], else UserError naming the first bad piece."""
+def parse_ids(prompt: str, why: str = "") -> list[int]:
+    """'0 17 42' (or '0,17,42') -> [0, 17, 42], else UserError naming the first bad piece
+    (and ``why`` the model has no tokenizer, when known)."""
     parts = prompt.replace(",", " ").split()
     bad = [p for p in parts if not (p.isascii() and p.isdigit())]
     if bad:
-        raise UserError(f"{bad[0]!r} is not a token id: this model has no tokenizer, so the prompt is "
+        because = f" ({why})" if why else ""
+        raise UserError(f"{bad[0]!r} is not a token id: this model has no tokenizer{because}, so the prompt is "
                         f"token ids separated by spaces, e.g. '0 17 42'")
     return [int(p) for p in parts]
 
