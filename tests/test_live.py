@@ -235,3 +235,4 @@ def test_the_widget_answers_through_its_traitlets(sort_run):
     w.request = {"id": 4, "kind": "shutdown", "body": {}}
     assert "unknown request" in w.response["error"]
     assert asset("lab_ui.css") in w._css
+

@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run directory, Hugging Face GPT-2 directory or nanoGPT ckpt.pt")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--meta", default=None, help="a nanoGPT character model's meta.pkl (found beside the "
+                                                    "checkpoint or under data/<dataset>/ when not given)")
     parser.add_argument("--allow-remote", action="store_true",
                         help="allow --host to be an address other machines can reach (the token is still required)")
 
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port {args.port}: expected 0 (any free port) .. 65535")
     if args.host not in LOOPBACK and not args.allow_remote:
         raise UserError(f"--host {args.host} would let other machines reach the lab: add --allow-remote if you mean it")
-    live = LiveModel.from_loaded(load_model(args.run_dir))
+    live = LiveModel.from_loaded(load_model(args.run_dir, meta=args.meta))
     try:
         server = LabServer(live, args.host, args.port)
     except OSError as e:
