@@ -45,7 +45,7 @@ def induction_model():
     # token as "prev", which would match a query for the first key. Its key is pushed
     # down on every token's head dim instead.
     with torch.no_grad():
-        d, hs = model.config.d_model, model.config.d_head
+        d = model.config.d_model
         model.blocks[1].attn.c_attn.weight[d : d + V, layout.dim("pos", 0)] = -2.0
     plant_ov(model, 1, 0, *copy_slots(layout, "tok", "out", V))
     plant_readout(model, layout)

@@ -413,3 +413,22 @@ def test_the_circuit_section_is_numbered_only_when_measured():
     assert "4 of 61 edges keep 94% of the logit difference." in text
     assert report_dict(findings(circuit=CIRCUIT))["circuit"]["n_edges"] == 4
     assert "Circuit" not in to_markdown(report_blocks(findings())) and "circuit" not in report_dict(findings())
+
+
+def test_explain_on_a_text_model_needs_no_config(tmp_path, capsys):
+    """A text run: next-token accuracy on windows of its validation text, each head's cost in
+    it, the detectors, lens and attribution; the task-only parts left out (no source scores,
+    the circuit skipped), and the words say tokens, not prompts."""
+    from lab_runs import train_text_run
+
+    run = train_text_run(tmp_path)
+    assert cli.main(["explain", "--run", str(run)]) == 0
+    data = json.loads((run / "explain" / "report.json").read_text())
+    assert data["task"]["name"] == "text" and data["accuracy"]["examples_are"] == "windows of text"
+    assert 0 <= data["accuracy"]["next_token_accuracy"] <= 1 and "skipped" in data["circuit"]
+    words = " ".join(data["plain_words"])
+    assert "predicts the next token right" in words and "exactly right" not in words
+    markdown = (run / "explain" / "report.md").read_text()
+    assert "| head | next-token accuracy | drop |" in markdown
+    assert cli.main(["explain", "--run", str(run), "--text", "too short", "--out", str(tmp_path / "o")]) == 2
+    assert "give at least" in capsys.readouterr().err

@@ -177,3 +177,24 @@ def test_python_m_gptdecoder_viz_still_works(untrained_run, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "gptdecoder.viz", "--run", str(tmp_path / "nope")],
                              capture_output=True, text=True, cwd=ROOT, timeout=HANG_TIMEOUT)
     assert missing.returncode == 2 and missing.stderr.startswith("error:")
+
+
+def test_a_text_model_draws_its_attention_on_text_without_a_config(tmp_path, capsys):
+    """No task and no -c: the attention pictures of the run's validation text (or --text),
+    the task-only pictures left out, and said so."""
+    from lab_runs import train_text_run
+
+    from gptdecoder import cli
+
+    run = train_text_run(tmp_path)
+    assert cli.main(["pictures", "--run", str(run), "--out", str(tmp_path / "pics"), "--html"]) == 0
+    printed = capsys.readouterr().out
+    names = {p.name for p in (tmp_path / "pics").iterdir()}
+    assert {"attention_all_heads.png", "attention_last_block.png", "attention_from_token.png",
+            "attention_viewer.html"} <= names and "head_ablation.png" not in names
+    assert "left out for a model without a task: answer_distribution, head_ablation" in printed
+    assert cli.main(["pictures", "--run", str(run), "--out", str(tmp_path / "typed"), "--text", "ROMEO: hi"]) == 0
+    viewer = (tmp_path / "pics" / "attention_viewer.html").read_text()
+    assert "JULIET" in viewer or "ROMEO" in viewer  # the validation text's characters
+    assert cli.main(["pictures", "--run", str(run), "--out", str(tmp_path / "x"), "--text", "R"]) == 2
+    assert "shorter than two tokens" in capsys.readouterr().err

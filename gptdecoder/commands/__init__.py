@@ -9,6 +9,10 @@ prints; bad input raises ``gptdecoder.errors.UserError``, which cli.py turns int
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from gptdecoder.runs import LoadedModel
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,3 +27,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="for a model without a task (Hugging Face, nanoGPT, text runs): the YAML config "
                              "whose task's held-out examples are used (a task run's own config may be given, "
                              "another task's is refused)")
+
+
+def text_for(loaded: "LoadedModel", text: Optional[str], n_chars: int = 2000) -> str:
+    """What a command examines a text model on: ``text`` (``--text``), or for our text run the
+    start of its corpus's validation split (text it was not trained on)."""
+    from gptdecoder.data.text import validation_text
+    from gptdecoder.errors import UserError
+
+    if text is not None:
+        return text
+    if loaded.kind == "run" and loaded.config is not None and loaded.config.data.path:
+        return validation_text(loaded.config.data.path, n_chars)
+    raise UserError(f"{loaded.description} has no task and no corpus of ours: pass --text \"...\" to examine, "
+                    f"or -c CONFIG naming a task")

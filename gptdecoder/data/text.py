@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Optional
+from typing import Callable, ContextManager, Optional, Union
 
 import numpy as np
 import torch
@@ -203,6 +203,16 @@ class SplitScore:
 
 
 @torch.no_grad()
+def validation_text(path: Union[str, Path], n_chars: int = 2000) -> str:
+    """The first ``n_chars`` characters of a corpus's validation split (its last
+    ``1 - TRAIN_FRACTION``): text a model trained on the corpus has not been trained on."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"the corpus {str(path)!r} is not there: pass the text to look at")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    return text[int(len(text) * TRAIN_FRACTION):][:n_chars]
+
+
 def evaluate_split(
     model: torch.nn.Module,
     tokens: np.ndarray,

@@ -15,7 +15,7 @@ reads as "run the model, but at hook point X do Y":
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -222,8 +222,25 @@ def exact_match(
     return correct / max(1, data.x.size(0))
 
 
-def head_ablation_scores(model: GPT, data: HeldOut, mode: str = "zero") -> tuple[float, torch.Tensor]:
-    """(accuracy without ablation, [layer, head] accuracy with that one head ablated).
+@torch.no_grad()
+def token_accuracy(model: GPT, data: HeldOut, fwd_hooks: Sequence[tuple[str, HookFn]] = (),
+                   batch_size: int = 1024) -> float:
+    """Share of scored positions (mask 1) whose target is the model's top prediction: the
+    measure for text, where a whole window is never exactly right."""
+    correct = total = 0
+    with model.hooks(fwd_hooks=list(fwd_hooks)):
+        for chunk in data.chunks(batch_size):
+            logits, _ = model(chunk.x, position_ids=chunk.pos)
+            scored = chunk.mask > 0
+            correct += int(((logits.argmax(dim=-1) == chunk.y) & scored).sum())
+            total += int(scored.sum())
+    return correct / max(1, total)
+
+
+def head_ablation_scores(model: GPT, data: HeldOut, mode: str = "zero",
+                         measure: Callable[..., float] = exact_match) -> tuple[float, torch.Tensor]:
+    """(accuracy without ablation, [layer, head] accuracy with that one head ablated), by
+    ``measure`` (exact_match for a task, token_accuracy for text).
 
     Mean ablation averages each head over the held-out batch itself, per position
     (for tasks of varying length the padding at a position is part of its mean).
@@ -233,8 +250,8 @@ def head_ablation_scores(model: GPT, data: HeldOut, mode: str = "zero") -> tuple
     scores = torch.zeros(n_layer, n_head)
     for layer in range(n_layer):
         for head in range(n_head):
-            scores[layer, head] = exact_match(model, data, ablation_hooks([(layer, head)], mode, means))
-    return exact_match(model, data), scores
+            scores[layer, head] = measure(model, data, ablation_hooks([(layer, head)], mode, means))
+    return measure(model, data), scores
 
 
 def ablation_rows(baseline: float, scores: Union[torch.Tensor, Sequence[Sequence[float]]]) -> list[dict]:

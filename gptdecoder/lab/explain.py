@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from gptdecoder.errors import UserError
-from gptdecoder.lab.ablation import ablation_hooks, ablation_rows, encode_examples, exact_match, head_ablation_scores
-from gptdecoder.lab.capture import example_views, most_varied
+from gptdecoder.lab.ablation import (
+    HeldOut, ablation_hooks, ablation_rows, encode_examples, exact_match, head_ablation_scores, token_accuracy,
+)
+from gptdecoder.lab.capture import capture_attention, most_varied
 from gptdecoder.lab.lens import direct_logit_attribution, logit_lens
 from gptdecoder.lab.prose import circuit_title, head_caption, lens_labels
 from gptdecoder.lab.report import FIGURES
@@ -156,30 +158,31 @@ def measure(model: GPT, task: Task, examples: Sequence[Example], description: st
     )
 
 
-def draw(findings: Findings, model: GPT, task: Task, example: Example) -> dict:
-    """The report's figures (matplotlib Figures), by file name; the attention maps show ``example``."""
+def draw(findings: Findings, model: GPT, views: dict) -> dict:
+    """The report's figures (matplotlib Figures), by file name; the attention maps show
+    ``views`` (``example_views`` of a task example, or ``text_views`` of a text window)."""
     # matplotlib is imported only when figures are drawn: importing the lab's measurements does not load it
     from gptdecoder.lab import figures
 
-    views = example_views(model, task, *example)
+    name = findings.task
     attribution = findings.attribution
     pictures = {
         "ablation.png": figures.plot_head_scores(
-            np.array(findings.ablation), f"{task.name}: held-out exact match with one head zero-ablated",
-            "exact-match accuracy", baseline=findings.accuracy),
+            np.array(findings.ablation), f"{name}: {findings.metric} with one head zero-ablated",
+            findings.metric, baseline=findings.accuracy),
         "head_scores.png": figures.plot_role_scores(
             {name: np.array(grid) for name, grid in findings.head_scores.items()}, marked=role_cells(findings),
-            chance=findings.chance, title=f"{task.name}: head scores"),
+            chance=findings.chance, title=f"{name}: head scores"),
         "logit_lens.png": figures.plot_logit_lens(
             findings.lens_accuracy, findings.lens_mean_rank, lens_labels(len(findings.lens_accuracy)),
-            title=f"{task.name}: logit lens on {findings.examples} held-out prompts"),
+            title=f"{name}: logit lens on {findings.examples} {findings.examples_are or 'held-out prompts'}"),
         "attribution.png": figures.plot_logit_attribution(
             np.array(attribution["heads"]), attribution["mlps"], attribution["attn_bias"], attribution["embed"],
-            title=f"{task.name}: direct logit attribution"),
+            title=f"{name}: direct logit attribution"),
         "attention_maps.png": figures.plot_head_patterns(
             views["patterns"], views["tokens"], findings.map_heads, views["boundary"],
             titles=[head_caption(findings, *head) for head in findings.map_heads],
-            title=f"{task.name}: {findings.example}"),
+            title=f"{name}: {findings.example}"),
     }
     if findings.circuit and "skipped" not in findings.circuit:
         from gptdecoder.lab.circuit_figures import circuit_figure
@@ -187,6 +190,61 @@ def draw(findings: Findings, model: GPT, task: Task, example: Example) -> dict:
 
         edges = [(e["sender"], e["receiver"], e["score"]) for e in findings.circuit["edges"]]
         pictures["circuit.png"] = circuit_figure(graph_of(model), edges,
-                                                 f"{task.name}: {circuit_title(findings.circuit)}")
+                                                 f"{name}: {circuit_title(findings.circuit)}")
     assert set(pictures) <= set(FIGURES), "every figure drawn is one the report names"
     return pictures
+
+
+# -- a text model: no task, the measurements that need none ------------------------------------
+
+TEXT_WINDOWS = 32  # windows of text the report measures on
+TEXT_WINDOW = 64  # tokens per window at most (the model's block_size if shorter)
+TEXT_EXAMPLES_ARE = "windows of text"
+
+
+def text_windows(ids: Sequence[int], block_size: int) -> HeldOut:
+    """Up to TEXT_WINDOWS non-overlapping windows of ``ids`` for next-token prediction: x a
+    window, y the tokens after it, every position scored."""
+    size = min(block_size, TEXT_WINDOW)
+    rows = [list(ids[i : i + size + 1]) for i in range(0, len(ids) - size, size)][:TEXT_WINDOWS]
+    if not rows:
+        raise UserError(f"the text has {len(ids)} tokens: give at least {size + 1} (a window and its next token)")
+    x = torch.tensor([r[:-1] for r in rows])
+    return HeldOut(x, torch.tensor([r[1:] for r in rows]), torch.ones_like(x, dtype=torch.float))
+
+
+def text_views(model: GPT, data: HeldOut, labels: Sequence[str]) -> dict:
+    """The attention maps' input for the first window: its patterns and token labels."""
+    idx = data.x[:1]
+    return {"patterns": capture_attention(model, idx), "tokens": list(labels), "boundary": None}
+
+
+def measure_text(model: GPT, data: HeldOut, example: str, description: str) -> Findings:
+    """The report's numbers for a model without a task, on windows of text (``text_windows``):
+    next-token accuracy, alone and with each head zero-ablated; the head detectors on
+    repeated random tokens; the logit lens and direct logit attribution on the text. Left
+    out, as they need a task: source scores, roles on the task's sequences and the circuit
+    (no clean/corrupted pairs)."""
+    config = model.config
+    baseline, ablation = head_ablation_scores(model, data, "zero", measure=token_accuracy)
+    probe = {"vocab_size": config.vocab_size, "batch": PROBE_BATCH, "half_len": probe_half_len(config.block_size),
+             "seed": PROBE_SEED}
+    tokens = repeated_random_tokens(probe["vocab_size"], probe["batch"], probe["half_len"], probe["seed"])
+    scores = {name: grid.tolist() for name, grid in head_scores(model, tokens).items()}
+    chance = uniform_detector_scores(tokens)
+    scores["source"] = [[float("nan")] * config.n_head for _ in range(config.n_layer)]
+    chance["source"] = float("nan")
+    lens = logit_lens(model, data)
+    attribution = {name: value.tolist() if isinstance(value, torch.Tensor) else float(value)
+                   for name, value in direct_logit_attribution(model, data).items()}
+    ablation = ablation.tolist()
+    ranking, roles = ablation_rows(baseline, ablation), head_roles(scores, ROLE_THRESHOLD, chance)
+    return Findings(
+        task="text", task_params={"windows": int(data.x.size(0)), "tokens_per_window": int(data.x.size(1))},
+        model=description, n_layer=config.n_layer, n_head=config.n_head, examples=int(data.x.size(0)),
+        accuracy=baseline, ablation=ablation, head_scores=scores, probe=probe,
+        lens_accuracy=lens["accuracy"].tolist(), lens_mean_rank=lens["mean_rank"].tolist(), attribution=attribution,
+        example=example, map_heads=heads_to_show(ranking, roles, MAP_HEADS), threshold=ROLE_THRESHOLD, chance=chance,
+        circuit={"skipped": "a text model has no clean/corrupted pairs (explain a task run for its circuit)"},
+        metric="next-token accuracy", examples_are=TEXT_EXAMPLES_ARE,
+    )

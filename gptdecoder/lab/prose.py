@@ -206,13 +206,13 @@ def role_clause(role: Union[dict, Sequence[dict]], threshold: float = ROLE_THRES
     return clause
 
 
-def ablation_cost(drop: float) -> str:
+def ablation_cost(drop: float, metric: str = "exact match") -> str:
     """'zero-ablating it costs 12 points', '... costs only 0.6 points', '... does not lower exact match'."""
     if drop >= MATTERS:
         return f"zero-ablating it costs {points(drop)}"
     if drop > 0:
         return f"zero-ablating it costs only {points(drop)}"
-    return "zero-ablating it does not lower exact match"
+    return f"zero-ablating it does not lower {metric}"
 
 
 # -- in plain words ---------------------------------------------------------------------------
@@ -221,6 +221,10 @@ def ablation_cost(drop: float) -> str:
 def accuracy_sentences(findings: Findings) -> list[str]:
     """How often the model is right, and a warning when that is too rarely to call it a solution."""
     base = findings.accuracy
+    if findings.examples_are:  # a text model: tokens, not prompts
+        sentences = [f"The model predicts the next token right {pct(base)} of the time on {findings.examples} "
+                     f"{findings.examples_are}."]
+        return sentences
     sentences = [f"The model gets {pct(base)} of {findings.examples} held-out {findings.task} prompts exactly right."]
     if base < 0.5:
         sentences.append(f"At {pct(base)} it has not learned the task, so what follows describes an unfinished "
@@ -241,7 +245,7 @@ def ablation_sentences(findings: Findings) -> list[str]:
     for row in described:
         verb = f"carries the {findings.task} task" if carries(base, row["drop"]) else "matters"
         role = roles[(row["layer"], row["head"])]
-        sentences.append(f"{head_name(row['layer'], row['head'])} {verb}: zero-ablating it drops exact match from "
+        sentences.append(f"{head_name(row['layer'], row['head'])} {verb}: zero-ablating it drops {findings.metric} from "
                          f"{pct(base)} to {pct(row['accuracy'])}; {role_clause(role, threshold, chance)}.")
     if len(important) > len(described):
         rest = len(important) - len(described)
@@ -252,7 +256,7 @@ def ablation_sentences(findings: Findings) -> list[str]:
     if worst is not None and not carries(base, worst["drop"]):
         name = head_name(worst["layer"], worst["head"])
         if not important:
-            sentences.append(f"No single head matters on its own: zero-ablating any one head lowers exact match by "
+            sentences.append(f"No single head matters on its own: zero-ablating any one head lowers {findings.metric} by "
                              f"at most {points(max(worst['drop'], 0.0))} ({name}: {pct(base)} to "
                              f"{pct(worst['accuracy'])}), so the task does not hinge on any one head.")
         else:
@@ -289,11 +293,11 @@ def role_sentences(findings: Findings) -> list[str]:
     for role, heads in quiet_role_groups(ranking, role_rows).items():
         if len(heads) == 1:
             sentences.append(f"{head_name(*heads[0])} is {a_or_an(ROLE_NAMES.get(role, role))}: "
-                             f"{role_clause(roles[heads[0]], threshold, chance)}; {ablation_cost(drops[heads[0]])}.")
+                             f"{role_clause(roles[heads[0]], threshold, chance)}; {ablation_cost(drops[heads[0]], findings.metric)}.")
             continue
         worst_alone = max(drops[h] for h in heads)
         alone = (f"zero-ablating any one of them costs at most {points(worst_alone)}" if worst_alone > 0
-                 else "zero-ablating any one of them does not lower exact match")
+                 else f"zero-ablating any one of them does not lower {findings.metric}")
         together = findings.group_ablation.get(role)
         if together is not None:
             every = "both" if len(heads) == 2 else f"all {len(heads)}"

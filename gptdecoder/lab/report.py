@@ -82,6 +82,14 @@ def opening(findings: Findings) -> Section:
 
 
 def accuracy_section(findings: Findings) -> Section:
+    if findings.examples_are:  # a text model
+        return Section(
+            "Accuracy",
+            [("p", f"Next-token accuracy on {findings.examples} {findings.examples_are}: {pct(findings.accuracy)}. "
+                   f"Every position counts: the model's most likely next token against the token that follows.")],
+            {"accuracy": {"examples": findings.examples, "next_token_accuracy": findings.accuracy,
+                          "examples_are": findings.examples_are}},
+        )
     return Section(
         "Accuracy",
         [("p", f"Exact match on {findings.examples} held-out prompts (never trained on): {pct(findings.accuracy)}. "
@@ -98,9 +106,10 @@ def ablation_section(findings: Findings) -> Section:
     groups = quiet_role_groups(ranking, findings.roles())
     return Section(
         "Which heads matter",
-        [("p", f"Each head in turn is zero-ablated (its output replaced by zeros) and the held-out exact match "
+        [("p", f"Each head in turn is zero-ablated (its output replaced by zeros) and the "
+               f"{'' if findings.examples_are else 'held-out '}{findings.metric} "
                f"measured again. Most harmful first; a head matters here when it costs at least {points(MATTERS)}."),
-         table(["head", "exact match", "drop"],
+         table(["head", findings.metric, "drop"],
                [[head_name(r["layer"], r["head"]), pct(r["accuracy"]), points(r["drop"])] for r in shown], note),
          _figure("ablation.png")],
         {"ablation": {"mode": "zero", "baseline": findings.accuracy, "heads": ranking,

@@ -94,6 +94,10 @@ class Findings:
     # the circuit (gptdecoder.lab.circuits.Circuit.to_dict()); None: not measured (--no-circuit);
     # {"skipped": why} when the task gave no clean/corrupted pairs
     circuit: Optional[dict] = None
+    # what ``accuracy`` and ``ablation`` measure: a task's held-out exact match, or for a text
+    # model the next-token accuracy on windows of text (``measure_text``)
+    metric: str = "exact match"
+    examples_are: str = ""  # what the examples are, e.g. "windows of validation text"; "": held-out task prompts
     # a compiled program's compiled.json (gptdecoder.tracr.compiled_info): what the compiler
     # placed in each block and its circuit; None for a trained model
     compiled: Optional[dict] = None
