@@ -93,7 +93,7 @@ def test_bad_requests_get_one_line_and_the_server_keeps_serving(server):
         (b"{not json", "not JSON"),
         ({"prompt": 5}, "prompt: expected a string"),
         ({"prompt": "01x"}, "unknown symbol 'x' at 3"),
-        ({"prompt": "0" * 40}, "the model reads at most"),
+        ({"prompt": "0" * 40}, "the lab takes at most 9"),
         ({"prompt": "012", "heads": [[9, 9]]}, "is not a [layer, head]"),
         ({"prompt": "012", "mode": "random"}, "mode 'random'"),
         ({"prompt": "012", "extra": 1}, "unknown field 'extra'"),
@@ -236,3 +236,41 @@ def test_the_widget_answers_through_its_traitlets(sort_run):
     assert "unknown request" in w.response["error"]
     assert asset("lab_ui.css") in w._css
 
+
+
+def test_mean_ablation_and_the_remaining_bad_inputs(server, tmp_path):
+    """Mean ablation works for prompts shorter than the held-out ones (each position's own
+    mean) and generation under it; a text model offers zero ablation only; deep JSON, a
+    tiny temperature, a huge seed and a character outside the vocabulary are one-line 400s."""
+    status, answer = request(server, "POST", "/api/analyse", {"prompt": "210", "heads": [[0, 0]], "mode": "mean"})
+    assert status == 200 and answer["mode"] == "mean" and answer["held_out"]["examples"] > 0
+    status, answer = request(server, "POST", "/api/generate",
+                             {"prompt": "210", "heads": [[0, 1]], "mode": "mean", "greedy": True, "max_new_tokens": 3})
+    assert status == 200 and len(answer["tokens"]) == 3
+    for body, message in [({"prompt": "01", "temperature": 1e-300}, "temperature"),
+                          ({"prompt": "01", "seed": 10**30}, "seed"),
+                          ({"prompt": "01", "max_new_tokens": 30, "heads": [[0, 0]], "mode": "mean"}, "mean ablation")]:
+        status, answer = request(server, "POST", "/api/generate", body)
+        assert status == 400 and message in answer["error"], (body, answer)
+    status, answer = request(server, "POST", "/api/analyse", b"[" * 60000)
+    assert status == 400 and "nested too deep" in answer["error"]
+    assert request(server, "POST", "/api/analyse", {"prompt": "01210"})[0] == 200
+
+    from lab_runs import train_text_run
+
+    text = LiveModel.from_loaded(load_model(train_text_run(tmp_path)))
+    assert text.info()["modes"] == ["zero"]
+    with pytest.raises(LiveError, match="mean ablation needs a task"):
+        text.analyse("ROMEO", heads=[[0, 0]], mode="mean")
+    with pytest.raises(LiveError) as refused:
+        text.analyse("ROMEO {")
+    assert "\n" not in str(refused.value)
+
+
+def test_the_widget_always_answers(sort_run, monkeypatch):
+    from gptdecoder import live
+
+    w = live.widget(str(sort_run))
+    monkeypatch.setattr(w.live, "analyse", lambda **body: 1 / 0)  # a bug in the model call
+    w.request = {"id": 7, "kind": "analyse", "body": {"prompt": "01"}}
+    assert w.response["id"] == 7 and w.response["error"].startswith("internal error (ZeroDivisionError")

@@ -14,7 +14,7 @@ import sys
 
 from gptdecoder.errors import UserError
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK = ("127.0.0.1", "localhost")  # the server speaks IPv4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -62,7 +62,10 @@ def ablation_hooks(
 
     hook_z is [B, T, heads, d_head]: one slice per head, before the heads are mixed by
     c_proj, so it is the natural place to remove exactly one head's contribution.
-    ``mode="mean"`` needs ``means`` from ``mean_head_outputs`` (same sequence length).
+    ``mode="mean"`` needs ``means`` from ``mean_head_outputs``: an input as long as the
+    reference batch, or shorter and starting at position 0, which then takes the means of
+    its own positions (a causal model's position t sees only positions <= t). A KV-cached
+    step (one token at a later position) cannot be mean-ablated this way: recompute.
     """
     if mode not in ("zero", "mean"):
         raise ValueError(f"mode={mode!r}: expected 'zero' or 'mean'")
@@ -77,11 +80,11 @@ def ablation_hooks(
                 z[:, :, layer_heads] = 0.0
             else:
                 mean = means[layer]
-                if mean.size(0) != z.size(1):
+                if mean.size(0) < z.size(1):
                     raise ValueError(
                         f"mean ablation: reference batch has {mean.size(0)} positions, input has {z.size(1)}"
                     )
-                z[:, :, layer_heads] = mean[None, :, layer_heads].to(z.dtype)
+                z[:, :, layer_heads] = mean[None, : z.size(1), layer_heads].to(z.dtype)
             return z
 
         fwd_hooks.append((z_name(layer), replace))

@@ -52,8 +52,10 @@ class LabWidget(anywidget.AnyWidget):
             if kind not in methods or not isinstance(body, dict):
                 raise LiveError(f"unknown request {kind!r}")
             self.response = {"id": ask.get("id"), "result": methods[kind](**body)}
-        except (LiveError, TypeError) as e:
+        except (LiveError, TypeError) as e:  # bad input: its one line for the page
             self.response = {"id": ask.get("id"), "error": str(e).splitlines()[0]}
+        except Exception as e:  # a bug: still an answer, or the page would wait for ever
+            self.response = {"id": ask.get("id"), "error": f"internal error ({type(e).__name__}: {str(e)[:120]})"}
 
 
 def widget(source: Union[str, "LoadedModel", "GPT"], task=None, tokenizer=None,  # noqa: F821

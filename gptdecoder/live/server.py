@@ -76,6 +76,7 @@ class LabHandler(BaseHTTPRequestHandler):
     server: LabServer
     server_version = "gptdecoder-lab"
     sys_version = ""
+    timeout = 30  # seconds a connection may stay silent: a stalled client does not hold a thread forever
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
         pass  # quiet: the terminal shows the URL, not every request
@@ -125,17 +126,17 @@ class LabHandler(BaseHTTPRequestHandler):
                                                      "/api/generate": self.server.live.generate}
         if url.path not in endpoints:
             return self.fail(404, f"no such endpoint: {url.path[:80]}")
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            return self.fail(411, "a Content-Length header is required")
-        if length < 0 or length > MAX_BODY:
+        given = self.headers.get("Content-Length", "")
+        if not given.isdigit():
+            return self.fail(411 if not given else 400, "a Content-Length header with a byte count is required")
+        length = int(given)
+        if length > MAX_BODY:
             self.close_connection = True  # the unread body is not drained
             return self.fail(413, f"request body of {length} bytes; at most {MAX_BODY}")
         try:
             body = json.loads(self.rfile.read(length) or b"null")
-        except (ValueError, UnicodeDecodeError):
-            return self.fail(400, "the request body is not JSON")
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
+            return self.fail(400, "the request body is not JSON (or is nested too deep)")
         if not isinstance(body, dict):
             return self.fail(400, "the request body must be a JSON object")
         unknown = sorted(set(body) - FIELDS[url.path])

@@ -23,7 +23,9 @@ import torch
 from gptdecoder.lab.ablation import ablation_hooks, encode_examples, exact_match, mean_head_outputs
 from gptdecoder.lab.capture import capture_attention
 from gptdecoder.lab.scores import detection_patterns, detection_score, source_scores
+from gptdecoder.errors import UserError
 from gptdecoder.lab.views import viewer_data
+from gptdecoder.model import sample_next
 from gptdecoder.data.tokenizers import Tokenizer
 from gptdecoder.model import GPT
 from gptdecoder.runs import LoadedModel
@@ -33,7 +35,9 @@ MAX_PROMPT_CHARS = 2000  # longer text is refused before it is tokenized
 HELD_OUT = 200  # held-out prompts the exact match is measured on (a bounded sample, labelled)
 TOP_K = 10  # next-token candidates shown
 MAX_NEW_TOKENS = 64  # the longest generation a request may ask for
+MAX_TOKENS = 128  # the longest prompt, in tokens: every head's attention is sent back (heads x T^2 weights)
 ABLATION_MODES = ("zero", "mean")
+MIN_TEMPERATURE = 0.01  # below this, sampling's logits / temperature overflow
 
 
 class LiveError(ValueError):
@@ -68,6 +72,9 @@ class LiveModel:
             self.held_out = encode_examples(examples, self.task) if examples else None
         self._means = None  # each head's mean output over the held-out sample (mean ablation), on first use
         self._baseline: Optional[float] = None
+        # mean ablation needs a reference batch: a task's held-out prompts (a text model has none)
+        self.modes = ABLATION_MODES if self.held_out is not None else ("zero",)
+        self.max_tokens = min(self.model.config.block_size, MAX_TOKENS)
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel) -> "LiveModel":
@@ -87,8 +94,9 @@ class LiveModel:
             "tokenizer": None if self.tokenizer is None else self.tokenizer.kind,
             "text_note": None if self.task is not None else
             "a text model: no task, so no held-out exact match and no source scores",
-            "limits": {"prompt_chars": MAX_PROMPT_CHARS, "max_new_tokens": MAX_NEW_TOKENS, "held_out": HELD_OUT},
-            "modes": list(ABLATION_MODES),
+            "limits": {"prompt_chars": MAX_PROMPT_CHARS, "prompt_tokens": self.max_tokens,
+                       "max_new_tokens": MAX_NEW_TOKENS, "held_out": HELD_OUT},
+            "modes": list(self.modes),
         }
 
     def _example_prompt(self) -> str:
@@ -103,20 +111,27 @@ class LiveModel:
             raise LiveError("prompt: expected a string")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise LiveError(f"prompt: {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
-        if mode not in ABLATION_MODES:
-            raise LiveError(f"mode {mode!r}: expected one of {', '.join(ABLATION_MODES)}")
+        if mode not in self.modes:
+            raise LiveError(f"mode {mode!r}: expected one of {', '.join(self.modes)}"
+                            + ("" if self.task is not None else " (mean ablation needs a task's held-out prompts)"))
         ids = self._encode(prompt)
         if not ids:
             raise LiveError("prompt: empty; type some " + ("symbols" if self.task is not None else "text"))
-        if len(ids) > self.model.config.block_size:
-            raise LiveError(f"prompt: {len(ids)} tokens; the model reads at most {self.model.config.block_size}")
+        if len(ids) > self.max_tokens:
+            raise LiveError(f"prompt: {len(ids)} tokens; the lab takes at most {self.max_tokens}")
+        if mode == "mean" and len(ids) > self.held_out.x.size(1):
+            raise LiveError(f"mean ablation covers prompts of up to {self.held_out.x.size(1)} tokens (the held-out "
+                            f"prompts' length, over which each head's mean is taken); use zero ablation")
         return Request(ids, self._heads(heads), mode)
 
     def _encode(self, prompt: str) -> list[int]:
         if self.task is None:
             if self.tokenizer is None:
                 raise LiveError(f"this model has no tokenizer: {self.no_tokenizer}")
-            return self.tokenizer.encode(prompt)
+            try:
+                return self.tokenizer.encode(prompt)
+            except UserError as e:  # e.g. a character the vocabulary does not have
+                raise LiveError(str(e).splitlines()[0]) from None
         symbols = self.task.symbols
         single = all(len(s) == 1 for s in symbols)
         pieces = [c for c in prompt if not c.isspace()] if single else prompt.split()
@@ -144,9 +159,9 @@ class LiveModel:
     def _hooks(self, request: Request) -> list:
         if not request.heads:
             return []
-        if request.mode == "mean" and self._means is None:
-            reference = self.held_out.x if self.held_out is not None else torch.tensor([request.ids])
-            self._means = mean_head_outputs(self.model, reference.to(self.device))
+        if request.mode == "mean" and self._means is None:  # over the held-out sample, once
+            pos = None if self.held_out.pos is None else self.held_out.pos.to(self.device)
+            self._means = mean_head_outputs(self.model, self.held_out.x.to(self.device), pos)
         return ablation_hooks(list(request.heads), request.mode, self._means if request.mode == "mean" else None)
 
     # -- answering ---------------------------------------------------------------------------------
@@ -159,20 +174,22 @@ class LiveModel:
         request = self.parse(prompt, heads, mode)
         idx = torch.tensor([request.ids], device=self.device)
         with self.lock:
-            plain = self._predict(idx, [])
+            plain = self._predict(idx, [], self.model.config.block_size)
             hooks = self._hooks(request)
-            ablated = self._predict(idx, hooks) if hooks else plain
+            ablated = self._predict(idx, hooks, self._reach(request)) if hooks else plain
             with self.model.hooks(hooks):  # what the page draws is the model with those heads off
                 patterns = capture_attention(self.model, idx)
                 lens = self._lens(idx)
-            result = {
-                "tokens": self._labels(request.ids), "ids": request.ids, "heads_off": [list(h) for h in request.heads],
-                "mode": request.mode, "attention": viewer_data(patterns, self._labels(request.ids)),
-                "prediction": ablated, "prediction_all_heads": plain, "lens": lens,
-                "scores": self._scores(idx, patterns, request.ids),
-            }
-            if self.task is not None:
-                result["held_out"] = self._held_out(hooks)
+                scores = self._scores(idx, patterns, request.ids)
+            held_out = self._held_out(hooks) if self.task is not None else None
+        labels = self._labels(request.ids)
+        result = {  # the attention's JSON is built after the lock is released: other requests go on
+            "tokens": labels, "ids": request.ids, "heads_off": [list(h) for h in request.heads],
+            "mode": request.mode, "attention": viewer_data([p.cpu() for p in patterns], labels),
+            "prediction": ablated, "prediction_all_heads": plain, "lens": lens, "scores": scores,
+        }
+        if self.task is not None:
+            result["held_out"] = held_out
         return result
 
     def _labels(self, ids: Sequence[int]) -> list[str]:
@@ -180,7 +197,7 @@ class LiveModel:
             return [self.task.symbols[i] for i in ids]
         return [self.tokenizer.decode([i]) for i in ids]
 
-    def _predict(self, idx: torch.Tensor, hooks: list) -> dict:
+    def _predict(self, idx: torch.Tensor, hooks: list, reach: int) -> dict:
         """The next-token distribution's top candidates, and for a task run the greedy answer."""
         with self.model.hooks(hooks):
             logits, _ = self.model(idx)
@@ -189,18 +206,37 @@ class LiveModel:
             out = {"top": [{"token": self._labels([int(i)])[0], "id": int(i), "p": round(float(p), 4)}
                            for p, i in zip(top.values, top.indices)]}
             if self.task is not None:
-                n = self._answer_length(idx[0].tolist())
-                answer = self.model.generate(idx, n, do_sample=False)[0, idx.size(1):].tolist()
+                n = self._answer_length(idx[0].tolist(), reach)
+                answer = self._continue(idx, n, greedy=True)
                 out["answer"] = self.task.format(answer)
                 out["correct"] = self._correct(idx[0].tolist())
         return out
 
-    def _answer_length(self, ids: list[int]) -> int:
+    def _continue(self, idx: torch.Tensor, n: int, greedy: bool = True, temperature: float = 1.0,
+                  top_k: Optional[int] = None, seed: int = 0) -> list[int]:
+        """n more tokens after idx (1, T), recomputing the whole window at each step: no KV
+        cache, so whatever hooks are attached (mean ablation included) see every position."""
+        generator = torch.Generator(idx.device).manual_seed(seed)
+        block = self.model.config.block_size
+        for _ in range(n):
+            logits, _ = self.model(idx[:, -block:])
+            next_id = sample_next(logits[:, -1], temperature, top_k, None, not greedy, generator)
+            idx = torch.cat((idx, next_id), dim=1)
+        return idx[0, -n:].tolist() if n else []
+
+    def _reach(self, request: Request) -> int:
+        """How many positions a run of ``request`` may cover: under mean ablation the held-out
+        prompts' length (a head's mean exists only at their positions), else the context."""
+        if request.mode == "mean" and request.heads:
+            return min(self.model.config.block_size, self.held_out.x.size(1))
+        return self.model.config.block_size
+
+    def _answer_length(self, ids: list[int], reach: int) -> int:
         try:
             n = len(self.task.solve(ids))
         except Exception:  # not a prompt of the task (e.g. no '=' yet): show a few tokens
             n = 4
-        return max(1, min(n, self.model.config.block_size - len(ids) + 1, MAX_NEW_TOKENS))
+        return max(1, min(n, reach - len(ids) + 1, MAX_NEW_TOKENS))
 
     def _correct(self, ids: list[int]) -> Optional[str]:
         try:
@@ -252,18 +288,20 @@ class LiveModel:
         request = self.parse(prompt, heads, mode)
         if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
             raise LiveError(f"max_new_tokens: expected 1..{MAX_NEW_TOKENS}")
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 < temperature <= 10:
-            raise LiveError("temperature: expected a number in (0, 10]")
+        if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool)
+                or not MIN_TEMPERATURE <= temperature <= 10):
+            raise LiveError(f"temperature: expected a number in [{MIN_TEMPERATURE}, 10]")
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
             raise LiveError("top_k: expected a positive integer or null")
-        if not isinstance(greedy, bool) or not isinstance(seed, int):
-            raise LiveError("greedy: expected true or false; seed: an integer")
+        if not isinstance(greedy, bool) or not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise LiveError("greedy: expected true or false; seed: an integer in [0, 2^63)")
+        if len(request.ids) + max_new_tokens - 1 > self._reach(request) and request.mode == "mean" and request.heads:
+            raise LiveError(f"mean ablation covers {self._reach(request)} positions: ask for at most "
+                            f"{self._reach(request) - len(request.ids) + 1} new tokens, or use zero ablation")
         idx = torch.tensor([request.ids], device=self.device)
         with self.lock:
             with self.model.hooks(self._hooks(request)):
-                out = self.model.generate(idx, max_new_tokens, temperature=float(temperature), top_k=top_k,
-                                          do_sample=not greedy, seed=seed)
-        new = out[0, idx.size(1):].tolist()
+                new = self._continue(idx, max_new_tokens, greedy, float(temperature), top_k, seed)
         text = self.task.format(new) if self.task is not None else self.tokenizer.decode(new)
         return {"tokens": self._labels(new), "text": text}
 
