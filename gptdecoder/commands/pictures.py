@@ -105,7 +105,8 @@ def render_text_images(loaded: LoadedModel, out: Path, text: Optional[str], fmt:
 
     tokenizer = loaded.tokenizer
     if tokenizer is None:
-        raise UserError(f"{loaded.description}: no tokenizer to read text with ({loaded.no_tokenizer})")
+        raise UserError(f"{loaded.description}: no tokenizer to read text with ({loaded.no_tokenizer}); "
+                        f"pass -c CONFIG naming a task")
     ids = tokenizer.encode(text_for(loaded, text))[: min(loaded.model.config.block_size, 48)]
     if len(ids) < 2:
         raise UserError("the text is shorter than two tokens: give more")
