@@ -274,3 +274,27 @@ def test_the_widget_always_answers(sort_run, monkeypatch):
     monkeypatch.setattr(w.live, "analyse", lambda **body: 1 / 0)  # a bug in the model call
     w.request = {"id": 7, "kind": "analyse", "body": {"prompt": "01"}}
     assert w.response["id"] == 7 and w.response["error"].startswith("internal error (ZeroDivisionError")
+
+
+def test_the_command_prints_its_url_and_ctrl_c_stops_it_cleanly(sort_run):
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "gptdecoder", "lab", "--run", str(sort_run)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        process.stdout.readline()  # "<model>: the live lab is at"
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and "/?token=" in url
+        host_port, token = url[len("http://"):].split("/?token=")
+        connection = http.client.HTTPConnection(host_port, timeout=60)
+        connection.request("GET", "/api/info", headers={"X-Lab-Token": token})
+        assert connection.getresponse().status == 200
+        connection.close()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        assert "stopped" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
