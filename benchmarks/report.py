@@ -32,6 +32,9 @@ BENCHMARKS = [
     (["hooks_overhead.py"], ("shape:", "train step", "  -> ratio", "forward capturing")),
     (["generate_speed.py"], GENERATE_LINES),  # torch's default thread count
     (["generate_speed.py", "--threads", "1"], GENERATE_LINES),  # what `generate` uses by default
+    (["circuits.py"], ("Circuits", "|", "EAP,", "explain on")),  # trains the four default models once
+    (["tracr_circuits.py"], ("Edge ROC", "|", "lowest")),
+    (["live_lab.py"], ("model:", "one /api", "load:", "first contentful")),
 ]
 
 
