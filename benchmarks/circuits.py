@@ -67,7 +67,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from timing import round_robin
     from gptdecoder.errors import UserError
-    from gptdecoder.lab.circuits import edge_scores, find_circuit, make_pairs
+    from gptdecoder.lab.circuits import edge_scores, find_circuit
+    from gptdecoder.lab.pairs import make_pairs
     from gptdecoder.runs import load_model
 
     torch.set_num_threads(args.threads)

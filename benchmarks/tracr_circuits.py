@@ -34,7 +34,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         import torch
 
         from gptdecoder import tracr as T
-        from gptdecoder.lab.circuits import baseline, edge_roc_auc, edge_scores, exercised_edges, find_circuit, make_pairs
+        from gptdecoder.lab.circuits import baseline, edge_roc_auc, edge_scores, exercised_edges, find_circuit
+        from gptdecoder.lab.pairs import make_pairs
         from gptdecoder.tasks import get_task
 
         T.programs()

@@ -65,7 +65,7 @@ alias), ``model.hook_dict[...]`` and ``cache[...]``. Caches and ``hook.name`` us
 name in the table. ``ALIASES`` below holds them.
 
 The split points (``hook_q_input``, ``hook_k_input``, ``hook_v_input``, ``hook_result``,
-``hook_mlp_in``) are what the circuit finder (gptdecoder/lab/circuits.py) patches: each
+``hook_mlp_in``) are what the circuit finder (gptdecoder/lab/circuit_graph.py) patches: each
 edge of the computational graph -- one head's output into another head's query, key or
 value input, into an MLP, or into the logits -- becomes a tensor of its own. As in
 TransformerLens, the first four are off until switched on (they cost work).

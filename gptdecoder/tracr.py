@@ -352,7 +352,7 @@ def block_names(compiled: Compiled) -> dict[str, list[str]]:
 
 
 def compiled_edges(compiled: Compiled) -> list[tuple[str, str]]:
-    """The compiler's circuit as edges of our graph (gptdecoder.lab.circuits): which block's
+    """The compiler's circuit as edges of our graph (gptdecoder.lab.circuit_graph): which block's
     output each head reads through its query, key and value inputs and each MLP reads,
     and which block writes the answer. ``tokens`` is our ``embed``, ``indices`` our ``pos``."""
     from tracr.compiler import nodes

@@ -15,10 +15,9 @@ import torch
 from conftest import tiny_model
 from planted import Layout, copy_slots, plant_ov, plant_qk, plant_readout, planted_gpt, previous_token_qk
 from gptdecoder.lab.ablation import exact_match
-from gptdecoder.lab.circuits import (
-    GraphRun, baseline, edge_roc_auc, edge_scores, find_circuit, graph_of, logit_difference, make_pairs,
-    pairs_from_examples, run_graph,
-)
+from gptdecoder.lab.circuit_graph import GraphRun, graph_of, run_graph
+from gptdecoder.lab.circuits import baseline, edge_roc_auc, edge_scores, find_circuit
+from gptdecoder.lab.pairs import logit_difference, make_pairs, pairs_from_examples
 from gptdecoder import cli
 from gptdecoder.runs import load_model
 from gptdecoder.tasks import TASKS, get_task

@@ -331,7 +331,9 @@ def test_the_lab_reads_a_model_without_norm_and_with_its_own_head_size():
     """Direct logit attribution still adds up to the margin, and the circuit graph's patched
     runs still reproduce the clean and the corrupted logits."""
     from gptdecoder.lab.ablation import encode_examples
-    from gptdecoder.lab.circuits import GraphRun, baseline, pairs_from_examples, run_graph
+    from gptdecoder.lab.circuit_graph import GraphRun, run_graph
+    from gptdecoder.lab.circuits import baseline
+    from gptdecoder.lab.pairs import pairs_from_examples
     from gptdecoder.lab.lens import direct_logit_attribution
 
     model = tiny_model(vocab_size=7, block_size=6, n_layer=2, n_head=2, d_model=10, head_size=3, mlp_hidden=5,

@@ -23,9 +23,9 @@ except ImportError:
 
 from gptdecoder import cli  # noqa: E402
 from gptdecoder import tracr as T  # noqa: E402
-from gptdecoder.lab.circuits import (  # noqa: E402
-    baseline, edge_roc_auc, edge_scores, exercised_edges, find_circuit, graph_of, make_pairs,
-)
+from gptdecoder.lab.circuit_graph import graph_of  # noqa: E402
+from gptdecoder.lab.circuits import baseline, edge_roc_auc, edge_scores, exercised_edges, find_circuit  # noqa: E402
+from gptdecoder.lab.pairs import make_pairs  # noqa: E402
 from gptdecoder.tasks import get_task  # noqa: E402
 
 PROGRAMS = ["frac_prevs", "pair_balance", "shuffle_dyck", "reverse", "sort", "hist"]

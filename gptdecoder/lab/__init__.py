@@ -21,10 +21,11 @@ views      bertviz adapters, viewer_data and the offline HTML attention viewer (
            JavaScript are files in static/, inlined into one page)
 assets     asset(name): a file of static/ (the front end: viewer.*, attention_views.*,
            report.css) as text, read with importlib.resources
-circuits   the computational graph (embeddings, heads' q/k/v inputs, MLPs, logits) and its
-           edges: clean/corrupted pairs (make_pairs), edge_scores (EAP, EAP-IG, exact
-           patching), find_circuit (pruned to a share of the metric, with faithfulness),
-           edge_roc_auc against a known circuit
+circuit_graph  the computational graph (embeddings, heads' q/k/v inputs, MLPs, logits),
+           graph_of, and one pass over it with edges patched (GraphRun, run_graph)
+pairs      clean prompts and their corrupted twins (make_pairs), the metric (logit difference, KL)
+circuits   edge_scores (EAP, EAP-IG, exact patching), find_circuit (pruned to a share of the
+           metric, with faithfulness), exercised_edges, edge_roc_auc against a known circuit
 circuit_figures  circuit_figure: the circuit as a layered graph
 explain    the explain report's measurements: measure (model -> Findings), draw (its figures)
 roles      Findings and what its numbers mean: head_roles, which heads matter, heads_to_show

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch
 
-from gptdecoder.lab.circuits import Graph, circuit_nodes, sender_stage
+from gptdecoder.lab.circuit_graph import Graph, sender_stage
+from gptdecoder.lab.circuits import circuit_nodes
 
 INPUT_COLOURS = {"q": "#1f77b4", "k": "#ff7f0e", "v": "#2ca02c", "": "#555555"}  # "": an MLP or the logits
 INPUT_NAMES = {"q": "query input", "k": "key input", "v": "value input", "": "MLP / logits input"}

@@ -106,7 +106,8 @@ def measure_circuit(model: GPT, task: Task) -> dict:
     """The circuit (``gptdecoder.lab.circuits.find_circuit``: EAP-IG scores, pruned to keep
     90% of the logit difference) as report.json states it; {"skipped": why} when the task
     makes no clean/corrupted pairs."""
-    from gptdecoder.lab.circuits import find_circuit, make_pairs
+    from gptdecoder.lab.circuits import find_circuit
+    from gptdecoder.lab.pairs import make_pairs
 
     try:
         return find_circuit(model, make_pairs(task, CIRCUIT_PAIRS)).to_dict()
@@ -186,7 +187,7 @@ def draw(findings: Findings, model: GPT, views: dict) -> dict:
     }
     if findings.circuit and "skipped" not in findings.circuit:
         from gptdecoder.lab.circuit_figures import circuit_figure
-        from gptdecoder.lab.circuits import graph_of
+        from gptdecoder.lab.circuit_graph import graph_of
 
         edges = [(e["sender"], e["receiver"], e["score"]) for e in findings.circuit["edges"]]
         pictures["circuit.png"] = circuit_figure(graph_of(model), edges,
