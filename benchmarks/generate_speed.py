@@ -14,7 +14,8 @@ import statistics
 
 import torch
 
-from gptdecoder.model import GPT, GPTConfig, sample_next
+from gptdecoder.model import GPT, GPTConfig
+from gptdecoder.sampling import sample_next
 from timing import add_threads_option, apply_threads, paired_ratio, round_robin
 
 

@@ -36,7 +36,8 @@ from pydantic import TypeAdapter, ValidationError
 from gptdecoder import runtime
 from gptdecoder.storage import write_atomic
 from gptdecoder.errors import UserError
-from gptdecoder.model import ACTIVATIONS, NORMS, POS_ENCODINGS, GPTConfig
+from gptdecoder.model import ACTIVATIONS, POS_ENCODINGS, GPTConfig
+from gptdecoder.norms import NORMS
 from gptdecoder.tasks import KNOWN_TASKS, Task, did_you_mean, get_task, task_fields
 
 TOKENIZERS = ("char", "gpt2", "bpe")

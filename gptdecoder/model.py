@@ -1,7 +1,8 @@
 """GPT-2, written to be read.
 
-One concept per class: LayerNorm, CausalSelfAttention, MLP, Block, KVCache, GPT, all
-plain torch.nn. Tensor shapes are in the comments (B = batch, T = positions, C = d_model,
+One concept per class: CausalSelfAttention, MLP, Block, KVCache, GPT, all plain
+torch.nn; the pieces they are built from sit beside this file: the norms (norms.py), the
+position encodings (positions.py), and sampling the next token (sampling.py). Tensor shapes are in the comments (B = batch, T = positions, C = d_model,
 nh = heads, hs = head size). Every interesting tensor passes through a named
 HookPoint (the table of names and shapes is in gptdecoder/hooks.py): that is how
 the attention lab reads and edits the model without changing its code.
@@ -20,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gptdecoder.hooks import HookFn, HookPoint, NamesFilter, attach_hooks, name_hook_points, run_with_cache
+from gptdecoder.norms import RMSNorm, make_norm
 from gptdecoder.positions import Rotary, Sinusoids, alibi_slopes, check_position_ids, sorted_random_positions
+from gptdecoder.sampling import sample_next
 
 # The MLP's non-linearity, by config name. GPT-2 uses the tanh approximation of GELU;
 # nanoGPT the exact one; relu2 (ReLU squared, from the Primer paper and modded-nanogpt)
@@ -31,10 +34,6 @@ ACTIVATIONS = {
     "relu2": lambda h: F.relu(h).square(),
     "relu": F.relu,  # the original Transformer's; compiled (Tracr) programs use it
 }
-# What normalises the residual stream before attention, the MLP and the LM head:
-#   layernorm  GPT-2's (with hook points on its scale and its normalised input)
-#   none       nothing (the identity): compiled programs are written without normalisation
-NORMS = ("layernorm", "none")
 # How a token's position reaches attention (Block and CausalSelfAttention read it; the pieces
 # are in gptdecoder/positions.py):
 #   learned  GPT-2: a trained vector per position, added to the token embedding
@@ -108,49 +107,6 @@ class GPTConfig:
     def d_mlp(self) -> int:
         """The MLP's hidden size: mlp_hidden, or mlp_ratio * d_model."""
         return self.mlp_hidden or self.mlp_ratio * self.d_model
-
-
-class RMSNorm(nn.RMSNorm):
-    """nn.RMSNorm computed in its input's dtype. Under bf16 autocast the input is bf16 while
-    the gain stays fp32; torch's fused kernel needs both alike, so the gain is cast."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
-
-
-class LayerNorm(nn.LayerNorm):
-    """nn.LayerNorm with TransformerLens's hook points on the normalisation itself.
-
-    ``hook_scale`` (B, T, 1) is sqrt(var + eps) of each position's input and
-    ``hook_normalized`` (B, T, C) is (x - mean) / scale, before the weight and bias: the
-    one non-linear step of a LayerNorm, which direct logit attribution divides by. Two
-    paths compute the same thing, as in attention: the fused F.layer_norm when no hook
-    watches either point, else the explicit normalisation that shows them.
-    """
-
-    def __init__(self, d_model: int, bias: bool) -> None:
-        super().__init__(d_model, bias=bias)
-        self.hook_scale, self.hook_normalized = HookPoint(), HookPoint()
-
-    def explicit_path(self) -> bool:
-        """True when a hook watches hook_scale or hook_normalized."""
-        return self.hook_scale.is_watched() or self.hook_normalized.is_watched()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.explicit_path():
-            return super().forward(x)  # F.layer_norm
-        centered = x - x.mean(dim=-1, keepdim=True)  # (B, T, C)
-        scale = self.hook_scale((centered.pow(2).mean(dim=-1, keepdim=True) + self.eps).sqrt())  # (B, T, 1)
-        normalized = self.hook_normalized(centered / scale)  # (B, T, C)
-        out = normalized * self.weight
-        return out if self.bias is None else out + self.bias
-
-
-def make_norm(config: GPTConfig) -> nn.Module:
-    """The normalisation config.norm names (see NORMS)."""
-    if config.norm == "none":
-        return nn.Identity()
-    return LayerNorm(config.d_model, bias=config.bias)
 
 
 class CausalSelfAttention(nn.Module):
@@ -310,9 +266,9 @@ class Block(nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        self.ln_1 = make_norm(config)  # hook points blocks.{i}.ln1.* (layernorm)
+        self.ln_1 = make_norm(config.norm, config.d_model, config.bias)  # hook points blocks.{i}.ln1.* (layernorm)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = make_norm(config)  # hook points blocks.{i}.ln2.* (layernorm)
+        self.ln_2 = make_norm(config.norm, config.d_model, config.bias)  # hook points blocks.{i}.ln2.* (layernorm)
         self.mlp = MLP(config)
         self.n_head = config.n_head
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
@@ -404,7 +360,7 @@ class GPT(nn.Module):
         if config.pos_encoding == "sinusoidal":
             self.wpe = Sinusoids(config.n_positions, config.d_model)  # fixed position vectors
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_final = make_norm(config)
+        self.ln_final = make_norm(config.norm, config.d_model, config.bias)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.wte.weight
@@ -629,34 +585,3 @@ def check_token_ids(idx: torch.Tensor, vocab_size: int) -> None:
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"token ids must be in [0, {vocab_size}) (model.vocab_size); got min {lo}, max {hi}")
 
-
-def sample_next(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: Optional[int] = None,
-    top_p: Optional[float] = None,
-    do_sample: bool = True,
-    generator: Optional[torch.Generator] = None,
-) -> torch.Tensor:
-    """logits (B, vocab) of the last position -> next ids (B, 1): greedy, or sampled
-    at ``temperature`` from the ``top_k`` most likely tokens / the ``top_p`` nucleus."""
-    logits = logits.float()
-    if not do_sample:
-        return logits.argmax(dim=-1, keepdim=True)
-    if temperature <= 0:
-        raise ValueError(f"temperature={temperature}: expected > 0 (use do_sample=False for greedy)")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k={top_k}: expected >= 1 (or None for no limit)")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p={top_p}: expected a number in (0, 1] (or None)")
-    logits = logits / temperature
-    if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = F.softmax(logits, dim=-1)
-    if top_p is not None and top_p < 1.0:
-        # nucleus: keep the smallest set of most likely tokens whose mass reaches top_p
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
-    return torch.multinomial(probs, num_samples=1, generator=generator)

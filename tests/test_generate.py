@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from gptdecoder.model import GPT, sample_next
+from gptdecoder.model import GPT
+from gptdecoder.sampling import sample_next
 
 BLOCK = 10
 

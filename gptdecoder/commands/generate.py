@@ -31,7 +31,8 @@ from gptdecoder import runtime
 from gptdecoder.data.tokenizers import TextStreamer
 from gptdecoder.errors import UserError
 from gptdecoder.tasks.compiled import NOT_FOR, CompiledTask
-from gptdecoder.model import GPT, KVCache, sample_next
+from gptdecoder.model import GPT, KVCache
+from gptdecoder.sampling import sample_next
 from gptdecoder.runs import load_model
 
 DEFAULT_NEW_TOKENS = 500

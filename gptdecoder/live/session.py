@@ -25,7 +25,7 @@ from gptdecoder.lab.capture import capture_attention
 from gptdecoder.lab.scores import detection_patterns, detection_score, source_scores
 from gptdecoder.errors import UserError
 from gptdecoder.lab.views import viewer_data
-from gptdecoder.model import sample_next
+from gptdecoder.sampling import sample_next
 from gptdecoder.data.tokenizers import Tokenizer
 from gptdecoder.model import GPT
 from gptdecoder.runs import LoadedModel
