@@ -71,3 +71,21 @@ def train_text_run(tmp_path: Path, tokenizer: str = "char", iters: int = 30) -> 
     }
     train_from_config(config_from_dict(raw), progress=False, verbose=False)
     return tmp_path / f"run_{tokenizer}"
+
+
+def train_tiny_sort(root: Path, length: int = 4) -> Path:
+    """A tiny sort run (2 layers x 2 heads, d_model 16) trained for up to 150 steps through the
+    CLI into root/run: enough for heads to differ and for ablating one to cost accuracy."""
+    from gptdecoder import cli
+
+    config = root / "tiny.yaml"
+    config.write_text(f"""
+model: {{n_layer: 2, n_head: 2, d_model: 16}}
+task: {{name: sort, params: {{length: {length}, num_digits: 3}}}}
+train: {{batch_size: 64, max_iters: 150, eval_interval: 50, log_interval: 50, warmup_iters: 5, lr: 1.0e-2,
+        precision: fp32, seed: 0}}
+eval: {{examples: 64, train_examples: 32}}
+output: {{plots: false}}
+""")
+    assert cli.main(["train", "-c", str(config), "--out", str(root / "run"), "--no-progress"]) == 0
+    return root / "run"

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from lab_runs import train_tiny_sort
 from planted import Layout, copy_slots, plant_ov, plant_qk, plant_readout, planted_gpt, previous_token_qk
 from gptdecoder.lab.ablation import exact_match
 from gptdecoder.lab.circuit_graph import GraphRun, graph_of, run_graph
 from gptdecoder.lab.circuits import baseline, edge_roc_auc, edge_scores, find_circuit
 from gptdecoder.lab.pairs import logit_difference, make_pairs, pairs_from_examples
-from gptdecoder import cli
 from gptdecoder.runs import load_model
 from gptdecoder.tasks import TASKS, get_task
 
@@ -211,23 +211,10 @@ def test_the_graph_counts_edges_as_acdc_does():
         graph.edge_index("L1H0", "L0H0.q")
 
 
-TINY_SORT = """
-model: {n_layer: 2, n_head: 2, d_model: 16}
-task: {name: sort, params: {length: 4, num_digits: 3}}
-train: {batch_size: 64, max_iters: 150, eval_interval: 50, log_interval: 50, warmup_iters: 5, lr: 1.0e-2,
-        precision: fp32, seed: 0}
-eval: {examples: 64, train_examples: 32}
-output: {plots: false}
-"""
-
-
 @pytest.fixture(scope="module")
 def trained_sort(tmp_path_factory):
     """A tiny sort model trained for 150 steps."""
-    root = tmp_path_factory.mktemp("circuits")
-    (root / "tiny.yaml").write_text(TINY_SORT)
-    assert cli.main(["train", "-c", str(root / "tiny.yaml"), "--out", str(root / "run"), "--no-progress"]) == 0
-    loaded = load_model(root / "run")
+    loaded = load_model(train_tiny_sort(tmp_path_factory.mktemp("circuits")))
     return loaded.model, loaded.task
 
 

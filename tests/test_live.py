@@ -14,28 +14,16 @@ from pathlib import Path
 import pytest
 
 from browser_helpers import TIMEOUT_MS, chromium
+from lab_runs import train_tiny_sort
 from gptdecoder import cli
 from gptdecoder.lab.ablation import head_ablation_scores
 from gptdecoder.live.server import MAX_BODY, LabServer
 from gptdecoder.live.session import LiveError, LiveModel
 from gptdecoder.runs import load_model
 
-TINY_SORT = """
-model: {n_layer: 2, n_head: 2, d_model: 16}
-task: {name: sort, params: {length: 5, num_digits: 3}}
-train: {batch_size: 64, max_iters: 150, eval_interval: 50, log_interval: 50, warmup_iters: 5, lr: 1.0e-2,
-        precision: fp32, seed: 0}
-eval: {examples: 64, train_examples: 32}
-output: {plots: false}
-"""
-
-
 @pytest.fixture(scope="module")
 def sort_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("live")
-    (root / "tiny.yaml").write_text(TINY_SORT)
-    assert cli.main(["train", "-c", str(root / "tiny.yaml"), "--out", str(root / "run"), "--no-progress"]) == 0
-    return root / "run"
+    return train_tiny_sort(tmp_path_factory.mktemp("live"), length=5)
 
 
 @pytest.fixture(scope="module")
