@@ -471,6 +471,7 @@ class GPT(nn.Module):
         stop_tokens: Optional[Iterable[int]] = None,
         seed: Optional[int] = None,
         position_ids: Optional[torch.Tensor] = None,
+        use_cache: bool = True,
     ) -> torch.Tensor:
         """Continue each prompt in idx (B, T) by up to max_new_tokens tokens; returns (B, T + n).
 
@@ -483,9 +484,11 @@ class GPT(nn.Module):
         With a KV cache each step feeds only the newest token. Positions are absolute,
         so once the sequence outgrows block_size the window of the last block_size
         tokens is encoded afresh at each step -- what a full-recompute sampler does, so
-        both give the same tokens for the same seed. Generation stops early once every
-        row has produced one of ``stop_tokens``; rows that stopped earlier repeat their
-        stop token. Call ``model.eval()`` first, or dropout stays on. Runs under
+        both give the same tokens for the same seed. ``use_cache=False`` (Hugging Face's
+        name) re-encodes the whole window at every step instead: slower, but a hook then
+        sees every position at every step (per-position mean ablation needs that).
+        Generation stops early once every row has produced one of ``stop_tokens``; rows
+        that stopped earlier repeat their stop token. Call ``model.eval()`` first, or dropout stays on. Runs under
         torch.inference_mode (no autograd bookkeeping per op); the result is an ordinary tensor.
         """
         if max_new_tokens < 0:
@@ -497,7 +500,7 @@ class GPT(nn.Module):
         cache: Optional[KVCache] = None
         with torch.inference_mode():
             for _ in range(max_new_tokens):
-                logits, cache = self.next_token_logits(idx, cache, position_ids)  # (B, vocab)
+                logits, cache = self.next_token_logits(idx, cache if use_cache else None, position_ids)  # (B, vocab)
                 next_id = sample_next(logits, temperature, top_k, top_p, do_sample, generator)  # (B, 1)
                 if stop.numel():
                     next_id = torch.where(done[:, None], idx[:, -1:], next_id)  # finished rows repeat their stop

@@ -111,3 +111,14 @@ def test_generated_tokens_can_be_trained_on(model):
     finally:
         model.zero_grad(set_to_none=True)
         model.eval()
+
+
+def test_without_the_cache_generation_gives_the_same_tokens():
+    """use_cache=False re-encodes the window at each step: the same tokens, greedy or sampled."""
+    from conftest import tiny_model
+
+    model = tiny_model(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=16, noise=0.3)
+    idx = torch.randint(0, 13, (2, 3), generator=torch.Generator().manual_seed(0))
+    for kwargs in ({"do_sample": False}, {"temperature": 0.8, "top_k": 5, "seed": 3}):
+        cached = model.generate(idx, 10, **kwargs)  # runs past block_size: the window slides
+        torch.testing.assert_close(model.generate(idx, 10, use_cache=False, **kwargs), cached)

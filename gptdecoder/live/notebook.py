@@ -46,13 +46,9 @@ class LabWidget(anywidget.AnyWidget):
 
     def _answer(self, change: dict) -> None:
         ask = change["new"] or {}
-        methods = {"info": self.live.info, "analyse": self.live.analyse, "generate": self.live.generate}
-        kind, body = ask.get("kind"), ask.get("body") or {}
         try:
-            if kind not in methods or not isinstance(body, dict):
-                raise LiveError(f"unknown request {kind!r}")
-            self.response = {"id": ask.get("id"), "result": methods[kind](**body)}
-        except (LiveError, TypeError) as e:  # bad input: its one line for the page
+            self.response = {"id": ask.get("id"), "result": self.live.answer(ask.get("kind"), ask.get("body", {}))}
+        except LiveError as e:  # bad input: its one line for the page
             self.response = {"id": ask.get("id"), "error": str(e).splitlines()[0]}
         except Exception as e:  # a bug: still an answer, or the page would wait for ever
             self.response = {"id": ask.get("id"), "error": f"internal error ({type(e).__name__}: {str(e)[:120]})"}

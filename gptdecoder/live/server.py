@@ -23,17 +23,14 @@ import json
 import secrets
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional
+from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 from gptdecoder.lab.assets import asset
-from gptdecoder.live.session import LiveError, LiveModel
+from gptdecoder.live.session import REQUESTS, LiveError, LiveModel
 
 MAX_BODY = 64 * 1024  # bytes of JSON a request may send
-FIELDS = {  # what each endpoint's JSON object may hold (the LiveModel method's parameters)
-    "/api/analyse": {"prompt", "heads", "mode"},
-    "/api/generate": {"prompt", "max_new_tokens", "temperature", "top_k", "greedy", "heads", "mode", "seed"},
-}
+API = "/api/"  # /api/<request>: POST with the request's JSON (GET for info); see session.REQUESTS
 TOKEN_HEADER = "X-Lab-Token"
 # inlined into live.html where its comment <!-- name --> stands: the page is one response
 PAGE_ASSETS = ("live.css", "lab_ui.css", "attention_views.css", "lab_ui.html", "attention_views.html",
@@ -114,17 +111,16 @@ class LabHandler(BaseHTTPRequestHandler):
             return self.fail(403, "missing or wrong token: open the URL printed by `python -m gptdecoder lab`")
         if url.path == "/":
             return self.send(200, self.server.page, "text/html; charset=utf-8")
-        if url.path == "/api/info":
-            return self.send_json(200, self.server.live.info())
+        if url.path == API + "info":
+            return self.reply("info", {})
         return self.fail(404, f"no such page: {url.path[:80]}")
 
     def do_POST(self) -> None:  # noqa: N802
         url = urlsplit(self.path)
         if not self.authorised(parse_qs(url.query)):
             return self.fail(403, "missing or wrong token")
-        endpoints: dict[str, Callable[..., dict]] = {"/api/analyse": self.server.live.analyse,
-                                                     "/api/generate": self.server.live.generate}
-        if url.path not in endpoints:
+        kind = url.path[len(API):] if url.path.startswith(API) else ""
+        if kind not in REQUESTS or kind == "info":
             return self.fail(404, f"no such endpoint: {url.path[:80]}")
         given = self.headers.get("Content-Length", "")
         if not given.isdigit():
@@ -137,13 +133,12 @@ class LabHandler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(length) or b"null")
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             return self.fail(400, "the request body is not JSON (or is nested too deep)")
-        if not isinstance(body, dict):
-            return self.fail(400, "the request body must be a JSON object")
-        unknown = sorted(set(body) - FIELDS[url.path])
-        if unknown or "prompt" not in body:
-            return self.fail(400, f"unknown field {unknown[0][:40]!r}" if unknown else "the field 'prompt' is required")
+        return self.reply(kind, body)
+
+    def reply(self, kind: str, body: object) -> None:
+        """LiveModel's answer as JSON; its LiveError as a 400, a bug as a 500 (the server goes on)."""
         try:
-            return self.send_json(200, endpoints[url.path](**body))
+            return self.send_json(200, self.server.live.answer(kind, body))
         except LiveError as e:
             return self.fail(400, str(e))
         except Exception as e:  # a bug: one line for the page, and the server keeps serving

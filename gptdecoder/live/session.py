@@ -25,7 +25,6 @@ from gptdecoder.lab.capture import capture_attention
 from gptdecoder.lab.scores import detection_patterns, detection_score, source_scores
 from gptdecoder.errors import UserError
 from gptdecoder.lab.views import viewer_data
-from gptdecoder.sampling import sample_next
 from gptdecoder.data.tokenizers import Tokenizer
 from gptdecoder.model import GPT
 from gptdecoder.runs import LoadedModel
@@ -38,6 +37,15 @@ MAX_NEW_TOKENS = 64  # the longest generation a request may ask for
 MAX_TOKENS = 128  # the longest prompt, in tokens: every head's attention is sent back (heads x T^2 weights)
 ABLATION_MODES = ("zero", "mean")
 MIN_TEMPERATURE = 0.01  # below this, sampling's logits / temperature overflow
+
+
+# The requests a page may make, and the fields each one's JSON object may hold (the
+# parameters of the LiveModel method of that name; "prompt" is required where it appears).
+REQUESTS = {
+    "info": frozenset(),
+    "analyse": frozenset({"prompt", "heads", "mode"}),
+    "generate": frozenset({"prompt", "max_new_tokens", "temperature", "top_k", "greedy", "heads", "mode", "seed"}),
+}
 
 
 class LiveError(ValueError):
@@ -81,6 +89,20 @@ class LiveModel:
         """A model load_model opened: its task, or else its tokenizer (read here, once)."""
         tokenizer = loaded.tokenizer if loaded.task is None else None
         return cls(loaded.model, loaded.task, tokenizer, loaded.description, loaded.no_tokenizer)
+
+    def answer(self, kind: object, body: object) -> dict:
+        """One request of either door (the HTTP server, the notebook widget): ``kind`` one of
+        REQUESTS and ``body`` its fields; LiveError (one line) for anything else."""
+        if not isinstance(kind, str) or kind not in REQUESTS:
+            raise LiveError(f"unknown request {str(kind)[:40]!r}")
+        if not isinstance(body, dict):
+            raise LiveError("the request body must be a JSON object")
+        unknown = sorted(set(body) - REQUESTS[kind])
+        if unknown:
+            raise LiveError(f"unknown field {str(unknown[0])[:40]!r}")
+        if "prompt" in REQUESTS[kind] and "prompt" not in body:
+            raise LiveError("the field 'prompt' is required")
+        return getattr(self, kind)(**body)
 
     # -- what the page shows before any request --------------------------------------------------
 
@@ -214,15 +236,11 @@ class LiveModel:
 
     def _continue(self, idx: torch.Tensor, n: int, greedy: bool = True, temperature: float = 1.0,
                   top_k: Optional[int] = None, seed: int = 0) -> list[int]:
-        """n more tokens after idx (1, T), recomputing the whole window at each step: no KV
-        cache, so whatever hooks are attached (mean ablation included) see every position."""
-        generator = torch.Generator(idx.device).manual_seed(seed)
-        block = self.model.config.block_size
-        for _ in range(n):
-            logits, _ = self.model(idx[:, -block:])
-            next_id = sample_next(logits[:, -1], temperature, top_k, None, not greedy, generator)
-            idx = torch.cat((idx, next_id), dim=1)
-        return idx[0, -n:].tolist() if n else []
+        """n more tokens after idx (1, T), the whole window re-encoded at each step (no KV
+        cache), so that whatever hooks are attached (mean ablation included) see every position."""
+        out = self.model.generate(idx, n, temperature=temperature, top_k=top_k, do_sample=not greedy, seed=seed,
+                                  use_cache=False)
+        return out[0, idx.size(1):].tolist()
 
     def _reach(self, request: Request) -> int:
         """How many positions a run of ``request`` may cover: under mean ablation the held-out

@@ -122,7 +122,7 @@ class Task:
         are too coarse for that override this (recall changes its query).
         """
         answer = self.solve(prompt)
-        sources = sorted({i for positions in self.source_positions(prompt, answer) for i in positions})
+        sources = self.corruptible_positions(prompt, answer)
         candidates = self.source_tokens()
         if not sources or len(candidates) < 2:
             return None
@@ -135,6 +135,10 @@ class Task:
             if self.answer_differs(prompt, answer, twin):
                 return Prompt(twin, prompt.scored) if isinstance(prompt, Prompt) else twin
         return None
+
+    def corruptible_positions(self, prompt: list[int], answer: list[int]) -> list[int]:
+        """The prompt positions ``corrupt`` may change: those the answer is computed from."""
+        return sorted({i for positions in self.source_positions(prompt, answer) for i in positions})
 
     def answer_differs(self, prompt: list[int], answer: list[int], twin: list[int]) -> bool:
         """True when ``twin`` is a prompt this task can solve, of the same length as

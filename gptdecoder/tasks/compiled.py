@@ -90,16 +90,10 @@ class CompiledTask(Task):
         """x = BOS and the inputs; y = the answer at each input position (none at BOS)."""
         return list(prompt), [-1] + list(answer), [0] + [1] * len(answer)
 
-    def corrupt(self, prompt: list[int], rng: random.Random) -> Optional[list[int]]:
-        """One input token (not BOS) replaced by another, so that some output changes."""
-        answer = self.solve(prompt)
-        ids = [self.compiled_vocab.inputs.index(t) for t in self.vocab]
-        for _ in range(64):
-            i, token = rng.randrange(1, len(prompt)), rng.choice(ids)
-            if token == prompt[i]:
-                continue
-            twin = list(prompt)
-            twin[i] = token
-            if self.answer_differs(prompt, answer, twin):
-                return twin
-        return None
+    def corruptible_positions(self, prompt: list[int], answer: list[int]) -> list[int]:
+        """Any input token (not BOS): every output may depend on every input before it."""
+        return list(range(1, len(prompt)))
+
+    def source_tokens(self) -> list[int]:
+        """The program's input tokens, as our ids: what ``corrupt`` may put at a position."""
+        return [self.compiled_vocab.inputs.index(t) for t in self.vocab]
