@@ -187,23 +187,16 @@ def readout(compiled: Compiled) -> np.ndarray:
 
 def to_gpt(compiled: Compiled) -> tuple[GPT, CompiledVocab]:
     """The compiled model as our GPT (same numbers: ``check_equal`` compares them)."""
-    model_config = compiled.assembled.model_config
     params = {k: {kk: torch.tensor(np.asarray(vv)) for kk, vv in v.items()} for k, v in compiled.assembled.params.items()}
     encoding = compiled.assembled.input_encoder.encoding_map
     inputs = tuple(sorted(encoding, key=encoding.get))
     values = categorical_values(compiled)
     numerical = values is None
-    token_embed, pos_embed = params["token_embed"]["embeddings"], params["pos_embed"]["embeddings"]
-    d_model = token_embed.size(1)
-    hidden = params["transformer/layer_0/mlp/linear_1"]["w"].size(1)
     if numerical:  # the values it takes on the inputs (Tracr's own value set is not always complete)
-        values = _numerical_values(compiled, _blocks_only(compiled, params))
+        values = _numerical_values(compiled, _converted(compiled, params, len(inputs)))
     vocab = CompiledVocab(inputs, values, numerical)
-    config = GPTConfig(vocab_size=len(vocab.symbols), block_size=pos_embed.size(0), n_layer=model_config.num_layers,
-                       n_head=model_config.num_heads, d_model=d_model, head_size=model_config.key_size,
-                       mlp_hidden=hidden, norm="none", activation="relu", tie_weights=False, bias=True)
-    model = GPT(config)
-    _copy_weights(model, params, len(inputs))
+    model = _converted(compiled, params, len(vocab.symbols))
+    config, d_model = model.config, model.config.d_model
     U = torch.tensor(readout(compiled))  # (D, n_out)
     one = list(compiled.assembled.residual_labels).index("one")
     with torch.no_grad():
@@ -238,16 +231,19 @@ def _copy_weights(model: GPT, params: dict, n_inputs: int) -> None:
             block.mlp.c_proj.bias.copy_(params[f"{mlp}/linear_2"]["b"])
 
 
-def _blocks_only(compiled: Compiled, params: dict) -> GPT:
-    """The converted model with a placeholder LM head: enough to read the residual stream."""
+def _converted(compiled: Compiled, params: dict, vocab_size: int) -> GPT:
+    """Our GPT with Tracr's embeddings, attention and MLPs (``params``: its weights as
+    tensors) and ``vocab_size`` rows of LM head, left at zero for the caller to fill."""
     model_config = compiled.assembled.model_config
     token_embed, pos_embed = params["token_embed"]["embeddings"], params["pos_embed"]["embeddings"]
-    config = GPTConfig(vocab_size=token_embed.size(0), block_size=pos_embed.size(0), n_layer=model_config.num_layers,
+    config = GPTConfig(vocab_size=vocab_size, block_size=pos_embed.size(0), n_layer=model_config.num_layers,
                        n_head=model_config.num_heads, d_model=token_embed.size(1), head_size=model_config.key_size,
                        mlp_hidden=params["transformer/layer_0/mlp/linear_1"]["w"].size(1), norm="none",
                        activation="relu", tie_weights=False, bias=True)
     model = GPT(config)
     _copy_weights(model, params, token_embed.size(0))
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
     return model.eval()
 
 

@@ -84,10 +84,7 @@ def render_run_images(run_dir: Union[str, Path], out: Union[str, Path], example:
     paths = [save_figure(fig, out / f"{name}.{fmt}") for name, fig in pictures.items()]
     if html_views:
         title = f"{task.name}: {task.format(prompt)} -> {task.format(answer)}"
-        viewer = attention_viewer_html(patterns, tokens, title, boundary, position_ids=views["position_ids"])
-        paths.append(write_atomic(out / "attention_viewer.html", viewer))
-        for view in ("head", "model"):
-            paths.append(write_atomic(out / f"bertviz_{view}_view.html", bertviz_page(patterns, tokens, view)))
+        paths += write_html_views(out, patterns, tokens, title, boundary, views["position_ids"])
     return paths
 
 
@@ -119,10 +116,17 @@ def render_text_images(loaded: LoadedModel, out: Path, text: Optional[str], fmt:
     }
     paths = [save_figure(fig, out / f"{name}.{fmt}") for name, fig in pictures.items()]
     if html_views:
-        viewer = attention_viewer_html(patterns, tokens, f"{loaded.description}: {''.join(tokens)[:80]}", None)
-        paths.append(write_atomic(out / "attention_viewer.html", viewer))
-        for view in ("head", "model"):
-            paths.append(write_atomic(out / f"bertviz_{view}_view.html", bertviz_page(patterns, tokens, view)))
+        paths += write_html_views(out, patterns, tokens, f"{loaded.description}: {''.join(tokens)[:80]}")
+    return paths
+
+
+def write_html_views(out: Path, patterns, tokens: list[str], title: str, boundary: Optional[int] = None,
+                     position_ids: Optional[list[int]] = None) -> list[Path]:
+    """Our offline viewer and bertviz's head and model views of ``patterns``, as HTML files."""
+    paths = [write_atomic(out / "attention_viewer.html",
+                          attention_viewer_html(patterns, tokens, title, boundary, position_ids=position_ids))]
+    for view in ("head", "model"):
+        paths.append(write_atomic(out / f"bertviz_{view}_view.html", bertviz_page(patterns, tokens, view)))
     return paths
 
 

@@ -115,6 +115,23 @@ def measure_circuit(model: GPT, task: Task) -> dict:
         return {"skipped": str(e)}
 
 
+def probe_scores(model: GPT) -> tuple[dict, dict[str, list], dict[str, float]]:
+    """(how the probe was drawn, the head detectors' [layer][head] scores on repeated random
+    tokens, what uniform attention scores on them): the task-free half of the head scores."""
+    config = model.config
+    probe = {"vocab_size": config.vocab_size, "batch": PROBE_BATCH, "half_len": probe_half_len(config.block_size),
+             "seed": PROBE_SEED}
+    tokens = repeated_random_tokens(probe["vocab_size"], probe["batch"], probe["half_len"], probe["seed"])
+    scores = {name: grid.tolist() for name, grid in head_scores(model, tokens).items()}
+    return probe, scores, uniform_detector_scores(tokens)
+
+
+def attribution_numbers(model: GPT, data: HeldOut) -> dict:
+    """direct_logit_attribution as plain numbers (lists and floats) for Findings."""
+    return {name: value.tolist() if isinstance(value, torch.Tensor) else float(value)
+            for name, value in direct_logit_attribution(model, data).items()}
+
+
 def measure(model: GPT, task: Task, examples: Sequence[Example], description: str, circuit: bool = True,
             compiled: Optional[dict] = None) -> Findings:
     """Every number of the report, for ``model`` (``description`` names it) on ``examples`` of
@@ -124,11 +141,7 @@ def measure(model: GPT, task: Task, examples: Sequence[Example], description: st
     data = encode_examples(examples, task)
     baseline, ablation = head_ablation_scores(model, data, "zero")
 
-    probe = {"vocab_size": config.vocab_size, "batch": PROBE_BATCH, "half_len": probe_half_len(config.block_size),
-             "seed": PROBE_SEED}
-    tokens = repeated_random_tokens(probe["vocab_size"], probe["batch"], probe["half_len"], probe["seed"])
-    scores = {name: grid.tolist() for name, grid in head_scores(model, tokens).items()}
-    chance = uniform_detector_scores(tokens)
+    probe, scores, chance = probe_scores(model)
     on_task, on_task_chance = task_detector_scores(model, task, examples)
     scores.update(on_task)
     chance.update(on_task_chance)
@@ -139,8 +152,7 @@ def measure(model: GPT, task: Task, examples: Sequence[Example], description: st
         scores["source"] = [[float("nan")] * config.n_head for _ in range(config.n_layer)]
 
     lens = logit_lens(model, data)
-    attribution = {name: value.tolist() if isinstance(value, torch.Tensor) else float(value)
-                   for name, value in direct_logit_attribution(model, data).items()}
+    attribution = attribution_numbers(model, data)
     prompt, answer = examples[most_varied(examples)]
 
     ablation = ablation.tolist()
@@ -228,16 +240,11 @@ def measure_text(model: GPT, data: HeldOut, example: str, description: str) -> F
     (no clean/corrupted pairs)."""
     config = model.config
     baseline, ablation = head_ablation_scores(model, data, "zero", measure=token_accuracy)
-    probe = {"vocab_size": config.vocab_size, "batch": PROBE_BATCH, "half_len": probe_half_len(config.block_size),
-             "seed": PROBE_SEED}
-    tokens = repeated_random_tokens(probe["vocab_size"], probe["batch"], probe["half_len"], probe["seed"])
-    scores = {name: grid.tolist() for name, grid in head_scores(model, tokens).items()}
-    chance = uniform_detector_scores(tokens)
+    probe, scores, chance = probe_scores(model)
     scores["source"] = [[float("nan")] * config.n_head for _ in range(config.n_layer)]
     chance["source"] = float("nan")
     lens = logit_lens(model, data)
-    attribution = {name: value.tolist() if isinstance(value, torch.Tensor) else float(value)
-                   for name, value in direct_logit_attribution(model, data).items()}
+    attribution = attribution_numbers(model, data)
     ablation = ablation.tolist()
     ranking, roles = ablation_rows(baseline, ablation), head_roles(scores, ROLE_THRESHOLD, chance)
     return Findings(

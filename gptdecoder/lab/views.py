@@ -38,12 +38,11 @@ from __future__ import annotations
 import html
 import json
 import math
-import re
 from typing import Optional, Sequence, Union
 
 import torch
 
-from gptdecoder.lab.assets import asset
+from gptdecoder.lab.assets import asset, fill, inline
 from gptdecoder.lab.capture import Patterns, as_layer_head_array
 
 # -- bertviz ---------------------------------------------------------------------------------
@@ -143,26 +142,6 @@ def viewer_data(
             "position_ids": None if position_ids is None else [int(p) for p in position_ids]}
 
 
-def _fill(template: str, values: dict[str, str]) -> str:
-    """``template`` with each ``__NAME__`` replaced by ``values[NAME]``, in one pass.
-
-    One pass, so a value (a title, a token, an inlined file) that happens to contain
-    ``__NAME__`` is never filled in itself. A placeholder without a value is an error.
-    """
-    return re.sub(r"__([A-Z][A-Z_]*[A-Z])__", lambda m: values[m.group(1)], template)
-
-
-def _inline(name: str, end_tag: str) -> str:
-    """An asset's text for inlining inside ``<style>`` or ``<script>``.
-
-    Refuses a file that contains the closing tag, which would end the element early.
-    """
-    text = asset(name)
-    if end_tag in text.lower():
-        raise ValueError(f"static/{name} contains {end_tag!r}: it cannot be inlined")
-    return text
-
-
 def attention_viewer_html(
     patterns: Patterns,
     tokens: Sequence[str],
@@ -194,14 +173,14 @@ def attention_viewer_html(
         f" The dashed red lines mark where the answer starts (position {boundary}): in the matrix "
         "and model views the answer's queries are below them and its keys to their right; in the "
         "head view the answer's tokens are below the line in both columns.")
-    return _fill(asset("viewer.html"), {
+    return fill(asset("viewer.html"), {
         "TITLE": html.escape(title),
         "BOUNDARY_NOTE": note,
         "ROUNDING_NOTE": html.escape(_rounding_note()),
-        "VIEWER_CSS": _inline("viewer.css", "</style"),
-        "VIEWS_CSS": _inline("attention_views.css", "</style"),
+        "VIEWER_CSS": inline("viewer.css"),
+        "VIEWS_CSS": inline("attention_views.css"),
         "VIEWS_HTML": asset("attention_views.html"),
         "DATA": payload,
-        "VIEWS_JS": _inline("attention_views.js", "</script"),
-        "VIEWER_JS": _inline("viewer.js", "</script"),
+        "VIEWS_JS": inline("attention_views.js"),
+        "VIEWER_JS": inline("viewer.js"),
     })

@@ -16,13 +16,8 @@ from typing import Optional, Union
 import anywidget
 import traitlets
 
-from gptdecoder.lab.assets import asset
+from gptdecoder.lab.assets import asset, lab_markup
 from gptdecoder.live.session import LiveError, LiveModel
-
-
-def lab_markup() -> str:
-    """lab_ui.html with the attention views' markup inside: what the widget draws into."""
-    return asset("lab_ui.html").replace("<!-- attention_views.html -->", asset("attention_views.html"))
 
 
 def widget_module() -> str:

@@ -18,50 +18,68 @@ Model calls go through ``LiveModel``, which serialises them (see gptdecoder/live
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
+from typing import Iterator, Optional
 from urllib.parse import parse_qs, urlsplit
 
-from gptdecoder.lab.assets import asset
+from gptdecoder.lab.assets import asset, fill, inline, lab_markup
 from gptdecoder.live.session import REQUESTS, LiveError, LiveModel
 
 MAX_BODY = 64 * 1024  # bytes of JSON a request may send
 API = "/api/"  # /api/<request>: POST with the request's JSON (GET for info); see session.REQUESTS
 TOKEN_HEADER = "X-Lab-Token"
-# inlined into live.html where its comment <!-- name --> stands: the page is one response
-PAGE_ASSETS = ("live.css", "lab_ui.css", "attention_views.css", "lab_ui.html", "attention_views.html",
-               "attention_views.js", "lab_ui.js", "live.js")
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def page_html() -> str:
-    """The live page: live.html with its styles and scripts inlined (one response, no other fetch)."""
-    html = asset("live.html")
-    for name in PAGE_ASSETS:
-        text = asset(name)
-        if name.endswith(".css"):
-            text = f"<style>\n{text}\n</style>"
-        elif name.endswith(".js"):
-            text = f"<script>\n{text}\n</script>"
-        html = html.replace(f"<!-- {name} -->", text)
-    return html
+    """The live page: live.html with its styles, markup and scripts inlined (one response,
+    no other fetch)."""
+    return fill(asset("live.html"), {
+        "LIVE_CSS": inline("live.css"), "LAB_CSS": inline("lab_ui.css"), "VIEWS_CSS": inline("attention_views.css"),
+        "LAB_HTML": lab_markup(),
+        "VIEWS_JS": inline("attention_views.js"), "LAB_JS": inline("lab_ui.js"), "LIVE_JS": inline("live.js"),
+    })
 
 
 class LabServer(ThreadingHTTPServer):
     """A ThreadingHTTPServer that knows its model, its token and its page."""
 
-    daemon_threads = True  # a hung client never keeps the process alive after Ctrl-C
+    daemon_threads = True  # an idle or hung client never keeps the process alive after Ctrl-C
     request_queue_size = 128  # connections the OS holds while every thread is busy (the default 5 resets a burst)
+    CLOSE_WAIT = 60  # seconds server_close waits for requests being answered
 
     def __init__(self, live: LiveModel, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None) -> None:
         self.live, self.token = live, token or secrets.token_urlsafe(24)
         self.page = page_html().encode("utf-8")
+        self.answering, self.idle = 0, threading.Condition()  # requests being answered right now
         super().__init__((host, port), LabHandler)
+
+    @contextlib.contextmanager
+    def answering_one(self) -> Iterator[None]:
+        """Count a request while it is answered, so that closing can wait for it."""
+        with self.idle:
+            self.answering += 1
+        try:
+            yield
+        finally:
+            with self.idle:
+                self.answering -= 1
+                self.idle.notify_all()
+
+    def server_close(self) -> None:
+        """Stop listening once the requests being answered are done: a handler thread killed at
+        interpreter exit in the middle of a model call aborts the process (idle connections,
+        which do no work, are left to die with it)."""
+        with self.idle:
+            self.idle.wait_for(lambda: self.answering == 0, timeout=self.CLOSE_WAIT)
+        super().server_close()
 
     @property
     def url(self) -> str:
@@ -106,6 +124,14 @@ class LabHandler(BaseHTTPRequestHandler):
         return hmac.compare_digest(given.encode(), self.server.token.encode())
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        with self.server.answering_one():
+            self.answer_get()
+
+    def do_POST(self) -> None:  # noqa: N802
+        with self.server.answering_one():
+            self.answer_post()
+
+    def answer_get(self) -> None:
         url = urlsplit(self.path)
         if not self.authorised(parse_qs(url.query)):
             return self.fail(403, "missing or wrong token: open the URL printed by `python -m gptdecoder lab`")
@@ -115,7 +141,7 @@ class LabHandler(BaseHTTPRequestHandler):
             return self.reply("info", {})
         return self.fail(404, f"no such page: {url.path[:80]}")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def answer_post(self) -> None:
         url = urlsplit(self.path)
         if not self.authorised(parse_qs(url.query)):
             return self.fail(403, "missing or wrong token")
