@@ -199,10 +199,6 @@ class Circuit:
     def n_total(self) -> int:
         return self.graph.n_edges
 
-    def nodes(self) -> list[str]:
-        """The nodes the circuit touches (see ``circuit_nodes``)."""
-        return circuit_nodes(self.edges)
-
     def to_dict(self) -> dict:
         return {
             "edges": [{"sender": s, "receiver": r, "score": round(v, 6)} for s, r, v in self.edges],

@@ -65,8 +65,10 @@ def make_pairs(task: Task, n: int = 256, seed: int = 0) -> Pairs:
     rng = random.Random(seed)
     clean: list[Example] = []
     corrupted: list[Example] = []
-    for examples in (variant.test_examples(n, seed), variant.train_examples(n, seed)):
-        for prompt, answer in examples:
+    for side in (variant.test_examples, variant.train_examples):  # the training side only when needed
+        if len(clean) == n:
+            break
+        for prompt, answer in side(n, seed):
             if len(clean) == n:
                 break
             twin = variant.corrupt(prompt, rng)
